@@ -1,0 +1,31 @@
+# The two entry points of the README: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The PostgreSQL server the storage tests also run on (set it empty to skip those tests).
+TWEETCHAT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export TWEETCHAT_TEST_POSTGRES_URL
+
+.PHONY: setup demo test lint benchmark clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/tweetchat demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis tweetchat-demo.db*

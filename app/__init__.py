@@ -1,0 +1,3 @@
+"""tweetchat: a live dashboard for hashtag tweetchats."""
+
+__version__ = "0.1.0"

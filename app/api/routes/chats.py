@@ -1,0 +1,99 @@
+"""Read-only chat endpoints: chats, figures, posts and the unanswered queue."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import and_, func, or_, select
+
+from app.api.deps import ChatDep, SessionDep
+from app.chats import list_chats
+from app.db.models import Account, ChatPost, Post
+from app.export import chat_info
+from app.stats import Window, answers_filter, chat_stats, post_object, posts_query, unanswered_query
+
+router = APIRouter(prefix="/api")
+
+
+@router.get("/chats")
+def chats(session: SessionDep) -> list[dict[str, Any]]:
+    return [chat_info(chat) for chat in list_chats(session)]
+
+
+@router.get("/chats/{slug}")
+def chat(chat: ChatDep) -> dict[str, Any]:
+    return chat_info(chat)
+
+
+@router.get("/chats/{slug}/stats")
+def stats(chat: ChatDep, session: SessionDep, window: Window = "chat") -> dict[str, Any]:
+    return chat_stats(session, chat, window)
+
+
+@router.get("/chats/{slug}/posts")
+def posts(
+    chat: ChatDep,
+    session: SessionDep,
+    question: Annotated[int | None, Query(ge=0, description="0: posts with no question")] = None,
+    kind: Annotated[str | None, Query(pattern="^(original|reply|quote|retweet)$")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text contains")] = None,
+    author: Annotated[str | None, Query(max_length=50)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """The chat's collected posts, newest first, with filters."""
+    query, _ = posts_query(chat)
+    where = [ChatPost.chat_id == chat.id]
+    if question == 0:
+        where.append(ChatPost.question.is_(None))
+    elif question is not None:
+        where.append(ChatPost.question == question)
+    if kind:
+        where.append(ChatPost.kind == kind)
+    if q:
+        where.append(func.lower(Post.text).contains(q.lower(), autoescape=True))
+    if author:
+        name = author.lstrip("@").lower()
+        where.append(
+            or_(
+                func.lower(Account.username) == name,
+                func.lower(Account.name).contains(name, autoescape=True),
+            )
+        )
+    total = session.scalar(
+        select(func.count())
+        .select_from(ChatPost)
+        .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
+        .outerjoin(Account, and_(Account.network == Post.network, Account.id == Post.author_id))
+        .where(*where)
+    )
+    rows = session.execute(
+        query.where(*where)
+        .order_by(ChatPost.created_at.desc(), ChatPost.post_id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return {"total": total or 0, "posts": [post_object(*row) for row in rows]}
+
+
+@router.get("/chats/{slug}/unanswered")
+def unanswered(
+    chat: ChatDep,
+    session: SessionDep,
+    question: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Answers nobody on the panel has replied to yet, newest first (PRODUCT.md)."""
+    where = ChatPost.chat_id == chat.id
+    if question is not None:
+        where = and_(where, ChatPost.question == question)
+    answers, staff = answers_filter(session, chat, where)
+    query, _ = posts_query(chat)
+    rows = session.execute(
+        query.where(unanswered_query(chat, answers, staff))
+        .order_by(ChatPost.created_at.desc(), ChatPost.post_id.desc())
+        .limit(limit)
+    )
+    items = [post_object(*row) for row in rows]
+    return {"count": len(items), "posts": items}

@@ -1,0 +1,440 @@
+"""The `tweetchat` command line: thin commands over the library functions.
+
+Every command reads its settings from the environment (`TWEETCHAT_DATABASE_URL`, ...) and the
+`.env` file, upgrades the database schema on start, and turns a domain error into one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import __version__
+from app.chats import (
+    create_chat,
+    get_chat,
+    list_chats,
+    parse_question_spec,
+    parse_when,
+    parse_zone,
+    split_list,
+)
+from app.config import Settings
+from app.db.engine import open_database
+from app.errors import InvalidInput, TweetchatError
+from app.export import FORMATS, export_chat
+from app.ingest.importer import ImportReport, import_files
+from app.stats import WINDOWS, chat_stats, check_window
+
+app = typer.Typer(
+    name="tweetchat",
+    help="Collect, tag and count hashtag tweetchats; show them live; report afterwards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+chat_app = typer.Typer(help="Create and list chats.", no_args_is_help=True)
+app.add_typer(chat_app, name="chat")
+
+T = TypeVar("T")
+MAX_ERRORS_SHOWN = 20
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: str) -> None:
+    _stderr().print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def handled_errors() -> Iterator[None]:
+    try:
+        yield
+    except TweetchatError as exc:
+        fail(exc.message)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TWEETCHAT_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        fail(f"invalid configuration: {problems}")
+
+
+@contextmanager
+def database() -> Iterator[sessionmaker[Session]]:
+    """Sessions on the configured database, its schema brought up to date first."""
+    settings = Settings()
+    engine, sessions = open_database(settings.database_url)
+    try:
+        yield sessions
+    finally:
+        engine.dispose()
+
+
+def run(action: Callable[[], T]) -> T:
+    with handled_errors():
+        return action()
+    raise AssertionError("unreachable")  # fail() always raises
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    if version:
+        typer.echo(f"tweetchat {__version__}")
+        raise typer.Exit()
+
+
+@chat_app.command("create")
+def chat_create(
+    slug: Annotated[str, typer.Argument(help="Short name used in URLs, e.g. leadingqi-2023-03.")],
+    title: Annotated[str, typer.Option(help="The chat's title.")],
+    hashtags: Annotated[str, typer.Option(help="Comma-separated: '#LeadingQI,#QIHour'.")],
+    host: Annotated[
+        list[str], typer.Option(help="Host account(s), repeat or comma-separate: WarwickBSchool.")
+    ],
+    start: Annotated[
+        str, typer.Option(help="Chat start, ISO 8601 with zone: 2023-03-28T18:00:00Z.")
+    ],
+    end: Annotated[str, typer.Option(help="Chat end (exclusive): 2023-03-28T19:00:00Z.")],
+    panel: Annotated[
+        list[str] | None, typer.Option(help="Panel accounts, comma-separated: a,b,c.")
+    ] = None,
+    series: Annotated[str | None, typer.Option(help="Series slug, e.g. leadingqi.")] = None,
+    source: Annotated[
+        str, typer.Option(help="Live source: x-search, x-stream or none (imports only).")
+    ] = "none",
+    timezone: Annotated[
+        str, typer.Option(help="The chat's local time zone, for planned times and exports.")
+    ] = "UTC",
+    question: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A question of the run of show, repeat in order (Q1, Q2, ...); an optional "
+            'leading HH:MM is its planned time in --timezone: "18:05 Let\'s start with a poll!".'
+        ),
+    ] = None,
+) -> None:
+    """Create a chat.
+
+    Example: tweetchat chat create leadingqi-2023-03 --title "Leaders show the way"
+    --hashtags '#LeadingQI,#QIHour' --host WarwickBSchool --panel HelenBevan,BryanJns
+    --start 2023-03-28T18:00:00Z --end 2023-03-28T19:00:00Z --timezone Europe/London
+    --question "19:02 Let's start with a poll!" --question "19:10 Why is it important ...?"
+    """
+
+    def action() -> None:
+        start_at = parse_when(start, "--start")
+        end_at = parse_when(end, "--end")
+        zone = parse_zone(timezone)
+        plans = [
+            parse_question_spec(spec, number, start_at, zone)
+            for number, spec in enumerate(question or [], start=1)
+        ]
+        with database() as sessions, sessions.begin() as session:
+            chat = create_chat(
+                session,
+                slug=slug,
+                title=title,
+                hashtags=split_list(hashtags),
+                hosts=split_list(host),
+                panel=split_list(panel),
+                start=start_at,
+                end=end_at,
+                series=series,
+                source=source,
+                timezone=timezone,
+                questions=plans,
+            )
+            _console().print(
+                f"Created chat {chat.slug}: {', '.join(chat.hashtags)}, "
+                f"{chat.start_at:%Y-%m-%d %H:%M}–{chat.end_at:%H:%M} UTC, "
+                f"{len(plans)} question(s)."
+            )
+
+    run(action)
+
+
+@chat_app.command("list")
+def chat_list() -> None:
+    """List the chats, newest first."""
+
+    def action() -> None:
+        with database() as sessions, sessions() as session:
+            chats = list_chats(session)
+            if not chats:
+                _console().print("No chats yet. Create one with `tweetchat chat create`.")
+                return
+            table = Table("slug", "title", "hashtags", "start (UTC)", "end (UTC)", "source")
+            for chat in chats:
+                table.add_row(
+                    chat.slug,
+                    chat.title,
+                    " ".join(chat.hashtags),
+                    f"{chat.start_at:%Y-%m-%d %H:%M}",
+                    f"{chat.end_at:%Y-%m-%d %H:%M}",
+                    chat.source,
+                )
+            _console().print(table)
+
+    run(action)
+
+
+@chat_app.command("show")
+def chat_show(slug: Annotated[str, typer.Argument(help="The chat's slug.")]) -> None:
+    """Show a chat's settings and run of show."""
+
+    def action() -> None:
+        with database() as sessions, sessions() as session:
+            chat = get_chat(session, slug)
+            console = _console()
+            console.print(f"[bold]{chat.title}[/] ({chat.slug})")
+            console.print(f"hashtags: {' '.join(chat.hashtags)}")
+            console.print(f"hosts: {', '.join(chat.hosts)}  panel: {', '.join(chat.panel) or '-'}")
+            console.print(f"window: {chat.start_at:%Y-%m-%d %H:%M} – {chat.end_at:%H:%M} UTC")
+            for q in chat.questions:
+                when = f"{q.planned_at:%H:%M} UTC" if q.planned_at else "--:--"
+                seen = f" (posted {q.posted_at:%H:%M}, id {q.post_id})" if q.posted_at else ""
+                console.print(f"  Q{q.number} {when} {q.text}{seen}", markup=False)
+
+    run(action)
+
+
+@app.command("import")
+def import_(
+    slug: Annotated[str, typer.Argument(help="The chat to import into.")],
+    files: Annotated[list[Path], typer.Argument(help="Archive files (.jsonl, .json, .gz).")],
+) -> None:
+    """Import X API v2 archives: response pages, twarc2 JSONL, stream messages, single tweets.
+
+    Example: tweetchat import leadingqi-2023-03 tweets.jsonl
+
+    Importing the same file twice changes nothing. Bad lines are reported with their file and
+    line number and skipped.
+    """
+
+    def action() -> ImportReport:
+        total = sum(path.stat().st_size for path in files if path.is_file())
+        show = total > 2_000_000 and _stderr().is_terminal
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=_stderr(),
+            transient=True,
+            disable=not show,
+        ) as progress:
+            task = progress.add_task("importing", total=total or 1)
+            done: dict[str, int] = {}
+
+            def on_progress(name: str, current: int, _total: int) -> None:
+                done[name] = current
+                progress.update(task, completed=sum(done.values()), description=Path(name).name)
+
+            with database() as sessions:
+                return import_files(sessions, slug=slug, paths=files, on_progress=on_progress)
+
+    report = run(action)
+    console = _console()
+    for error in report.errors[:MAX_ERRORS_SHOWN]:
+        _stderr().print(f"skipped {error}", markup=False, soft_wrap=True)
+    if len(report.errors) > MAX_ERRORS_SHOWN:
+        _stderr().print(f"... and {len(report.errors) - MAX_ERRORS_SHOWN} more bad lines skipped")
+    console.print(
+        f"Imported {report.newly_collected} new post(s) into {slug} from {len(report.files)} "
+        f"file(s) ({report.already_collected} already collected, {report.new_context} context "
+        f"post(s), {report.users} account(s), {report.polls} poll(s)); "
+        f"{len(report.errors)} bad line(s) skipped.",
+        soft_wrap=True,
+    )
+    if report.newly_collected == 0 and report.posts_in_data == 0:
+        fail("the files hold no posts to import")
+
+
+@app.command("stats")
+def stats(
+    slug: Annotated[str, typer.Argument(help="The chat.")],
+    window: Annotated[
+        str, typer.Option(help="chat: the chat window only; all: every collected post.")
+    ] = "chat",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Print a chat's figures (PRODUCT.md's definitions).
+
+    Example: tweetchat stats leadingqi-2023-03 --window all --json
+    """
+
+    def action() -> dict[str, Any]:
+        chosen = check_window(window)
+        with database() as sessions, sessions() as session:
+            return chat_stats(session, get_chat(session, slug), chosen)
+
+    figures = run(action)
+    if as_json:
+        sys.stdout.write(json.dumps(figures, ensure_ascii=False, indent=2) + "\n")
+        return
+    _print_stats(figures)
+
+
+def _print_stats(figures: dict[str, Any]) -> None:
+    console = _console()
+    window = "the chat window" if figures["window"] == "chat" else "all collected posts"
+    headline = Table(title=f"{figures['chat']}: {window}", show_header=False)
+    for label, key in (
+        ("participants", "participants"),
+        ("original tweets", "original_tweets"),
+        ("retweets", "retweets"),
+        ("replies", "replies"),
+        ("quotes", "quotes"),
+        ("unanswered answers", "unanswered"),
+    ):
+        headline.add_row(label, f"{figures[key]:,}")
+    console.print(headline)
+    if figures["questions"]:
+        questions = Table("question", "answers", "participants", "top answer")
+        for q in figures["questions"]:
+            top = q["top"][0] if q["top"] else None
+            questions.add_row(
+                f"Q{q['number']} {q['text'][:60]}",
+                f"{q['answers']:,}",
+                f"{q['participants']:,}",
+                f"@{top['username']} ({top['retweets']} RT, {top['likes']} likes)" if top else "-",
+            )
+        console.print(questions)
+    if figures["top_tweets"]:
+        top = Table("#", "author", "retweets", "likes", "text", title="top tweets")
+        for rank, post in enumerate(figures["top_tweets"][:5], start=1):
+            top.add_row(
+                str(rank),
+                f"@{post['username']}",
+                f"{post['retweets']:,}",
+                f"{post['likes']:,}",
+                post["text"][:80].replace("\n", " "),
+            )
+        console.print(top)
+    for poll in figures["polls"]:
+        table = Table(
+            "option", "votes", "share", title=f"poll {poll['id']} ({poll['total']} votes)"
+        )
+        for option in poll["options"]:
+            table.add_row(option["label"], f"{option['votes']:,}", f"{option['share']:.1%}")
+        console.print(table)
+
+
+@app.command("export")
+def export(
+    slug: Annotated[str, typer.Argument(help="The chat.")],
+    fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")],
+    output: Annotated[Path, typer.Option(help="The file to write.")],
+) -> None:
+    """Export every collected post with its question tag.
+
+    Example: tweetchat export leadingqi-2023-03 --format csv --output posts.csv
+    """
+
+    def action() -> int:
+        if fmt not in FORMATS:
+            raise InvalidInput(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        with database() as sessions, sessions() as session:
+            return export_chat(session, get_chat(session, slug), fmt, output)
+
+    count = run(action)
+    _console().print(f"Wrote {count} post(s) to {output}.")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the API (and, as they land, the pages) on the configured database.
+
+    Example: TWEETCHAT_DATABASE_URL=postgresql://db/tweetchat tweetchat serve --host 0.0.0.0
+    """
+    with handled_errors():
+        settings = Settings()
+        # Open (and upgrade) the database once here so that a bad URL fails before listening.
+        with database():
+            pass
+    _run_server(settings, host, port)
+
+
+def _run_server(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.api import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command("demo")
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    database_file: Annotated[
+        Path, typer.Option(help="The SQLite file for the demo; it is recreated on each run.")
+    ] = Path("tweetchat-demo.db"),
+) -> None:
+    """Load the built-in demo chat into a fresh SQLite file and serve it.
+
+    Example: tweetchat demo --port 8080
+    """
+    from app.demo import load_demo
+
+    url = f"sqlite:///{database_file.resolve()}"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database_file}{suffix}").unlink(missing_ok=True)
+
+    def action() -> tuple[str, ImportReport]:
+        engine, sessions = open_database(url)
+        try:
+            return load_demo(sessions)
+        finally:
+            engine.dispose()
+
+    slug, report = run(action)
+    base = f"http://{host}:{port}"
+    console = _console()
+    console.print(
+        f"Demo chat [bold]{slug}[/] loaded: {report.newly_collected} posts in {database_file}.",
+        soft_wrap=True,
+    )
+    console.print(f"Figures:  {base}/api/chats/{slug}/stats", soft_wrap=True)
+    console.print(f"Posts:    {base}/api/chats/{slug}/posts", soft_wrap=True)
+    console.print(f"Open {base}/api/chats/{slug}/stats", soft_wrap=True)
+    _run_server(Settings(database_url=url), host, port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["WINDOWS", "app", "main"]

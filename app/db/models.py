@@ -1,0 +1,204 @@
+"""The tables: series, chats and their questions, accounts, posts, each chat's collected posts
+with their question tags, and polls.
+
+Posts and accounts are keyed by (network, id) so that a post is stored once whatever the number of
+times it is received, and so that Mastodon and Bluesky can sit beside X later. A post belongs to a
+chat when the chat *collected* it (a `ChatPost` row); posts that arrived only as context (the
+replied-to, quoted or retweeted post in `includes`) are stored without one and counted nowhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.db.types import UTCDateTime
+
+# Named constraints so that Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+POST_KINDS = ("original", "reply", "quote", "retweet")
+TAG_METHODS = ("prefix", "suffix", "reply", "quote", "window", "manual")
+SOURCES = ("x-search", "x-stream", "none")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+
+    chats: Mapped[list[Chat]] = relationship(back_populates="series")
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    # Stored as given ("#LeadingQI"); matched case-insensitively.
+    hashtags: Mapped[list[str]] = mapped_column(JSON)
+    hosts: Mapped[list[str]] = mapped_column(JSON)
+    panel: Mapped[list[str]] = mapped_column(JSON)
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    source: Mapped[str] = mapped_column(String(16), default="none")
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+    series: Mapped[Series | None] = relationship(back_populates="chats")
+    questions: Mapped[list[Question]] = relationship(
+        back_populates="chat", order_by="Question.number", cascade="all, delete-orphan"
+    )
+
+
+class Question(Base):
+    __tablename__ = "questions"
+    __table_args__ = (UniqueConstraint("chat_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    text: Mapped[str] = mapped_column(Text, default="")
+    planned_at: Mapped[datetime | None]
+    # True for the run of show given by the organisers; False for a question first seen as a host
+    # post (the tagger's valid numbers depend on which is which).
+    planned: Mapped[bool] = mapped_column(Boolean, default=True)
+    post_id: Mapped[str | None] = mapped_column(String(64))
+    posted_at: Mapped[datetime | None]
+
+    chat: Mapped[Chat] = relationship(back_populates="questions")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    profile_image_url: Mapped[str | None] = mapped_column(String(500))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    followers_count: Mapped[int | None] = mapped_column(Integer)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = (
+        Index("ix_posts_in_reply_to", "network", "in_reply_to_id"),
+        Index("ix_posts_quoted", "network", "quoted_id"),
+        Index("ix_posts_retweeted", "network", "retweeted_id"),
+    )
+
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    author_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    in_reply_to_id: Mapped[str | None] = mapped_column(String(64))
+    in_reply_to_user_id: Mapped[str | None] = mapped_column(String(64))
+    quoted_id: Mapped[str | None] = mapped_column(String(64))
+    retweeted_id: Mapped[str | None] = mapped_column(String(64))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    lang: Mapped[str | None] = mapped_column(String(16))
+    poll_id: Mapped[str | None] = mapped_column(String(64))
+    # Latest public_metrics; kept as the largest value seen so that arrival order never matters.
+    retweet_count: Mapped[int] = mapped_column(Integer, default=0)
+    reply_count: Mapped[int] = mapped_column(Integer, default=0)
+    like_count: Mapped[int] = mapped_column(Integer, default=0)
+    quote_count: Mapped[int] = mapped_column(Integer, default=0)
+    impression_count: Mapped[int | None] = mapped_column(BigInteger)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime]
+
+
+class ChatPost(Base):
+    """A post the chat collected, with its question tag and the panel's marks.
+
+    created_at, author_id and kind are copies of the post's (they never change) so that the
+    figures are counted from this table alone.
+    """
+
+    __tablename__ = "chat_posts"
+    __table_args__ = (
+        ForeignKeyConstraint(["network", "post_id"], ["posts.network", "posts.id"]),
+        Index("ix_chat_posts_chat_created", "chat_id", "created_at"),
+        Index("ix_chat_posts_chat_question", "chat_id", "question"),
+    )
+
+    chat_id: Mapped[int] = mapped_column(
+        ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    )
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    post_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+    author_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    question: Mapped[int | None] = mapped_column(Integer)
+    tag_method: Mapped[str | None] = mapped_column(String(16))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    handled: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    collected_at: Mapped[datetime]
+
+
+class Poll(Base):
+    __tablename__ = "polls"
+
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    voting_status: Mapped[str | None] = mapped_column(String(16))
+    end_datetime: Mapped[datetime | None]
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+
+    options: Mapped[list[PollOption]] = relationship(
+        order_by="PollOption.position", cascade="all, delete-orphan"
+    )
+
+
+class PollOption(Base):
+    __tablename__ = "poll_options"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["network", "poll_id"], ["polls.network", "polls.id"], ondelete="CASCADE"
+        ),
+    )
+
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    poll_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(100))
+    votes: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,149 @@
+"""Exports of a chat that read the store: every collected post with its tags (CSV, JSON)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from app.db.models import Chat, ChatPost, Post
+from app.errors import InvalidInput
+from app.stats import _iso, chat_stats, post_url, posts_query
+
+Format = Literal["csv", "json"]
+FORMATS: tuple[Format, ...] = ("csv", "json")
+
+# PRODUCT.md's required columns first, then the rest.
+CSV_COLUMNS = [
+    "id",
+    "created_at",
+    "username",
+    "kind",
+    "question",
+    "tag_method",
+    "in_reply_to_id",
+    "retweets",
+    "likes",
+    "text",
+    "created_at_local",
+    "name",
+    "quoted_id",
+    "retweeted_id",
+    "conversation_id",
+    "replies",
+    "quotes",
+    "impressions",
+    "in_chat_window",
+    "handled",
+    "hidden",
+    "url",
+]
+
+
+def chat_info(chat: Chat) -> dict[str, Any]:
+    return {
+        "slug": chat.slug,
+        "title": chat.title,
+        "hashtags": chat.hashtags,
+        "hosts": chat.hosts,
+        "panel": chat.panel,
+        "start": _iso(chat.start_at),
+        "end": _iso(chat.end_at),
+        "timezone": chat.timezone,
+        "series": chat.series.slug if chat.series else None,
+        "source": chat.source,
+        "questions": [
+            {
+                "number": q.number,
+                "text": q.text,
+                "planned_at": _iso(q.planned_at) if q.planned_at else None,
+                "post_id": q.post_id,
+                "posted_at": _iso(q.posted_at) if q.posted_at else None,
+            }
+            for q in chat.questions
+        ],
+    }
+
+
+def post_rows(session: Session, chat: Chat) -> Iterator[dict[str, Any]]:
+    """Every collected post of the chat, oldest first, as export rows."""
+    zone = ZoneInfo(chat.timezone)
+    query, _ = posts_query(chat)
+    query = query.where(ChatPost.chat_id == chat.id).order_by(ChatPost.created_at, ChatPost.post_id)
+    for chat_post, post, username, name, retweets in session.execute(
+        query.execution_options(yield_per=1000)
+    ):
+        yield _row(chat, zone, chat_post, post, username, name, int(retweets))
+
+
+def _row(
+    chat: Chat,
+    zone: ZoneInfo,
+    chat_post: ChatPost,
+    post: Post,
+    username: str | None,
+    name: str | None,
+    retweets: int,
+) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "created_at": _iso(post.created_at),
+        "username": username or "",
+        "kind": post.kind,
+        "question": chat_post.question,
+        "tag_method": chat_post.tag_method,
+        "in_reply_to_id": post.in_reply_to_id,
+        "retweets": retweets,
+        "likes": post.like_count,
+        "text": post.text,
+        "created_at_local": post.created_at.astimezone(zone).isoformat(),
+        "name": name or "",
+        "quoted_id": post.quoted_id,
+        "retweeted_id": post.retweeted_id,
+        "conversation_id": post.conversation_id,
+        "replies": post.reply_count,
+        "quotes": post.quote_count,
+        "impressions": post.impression_count,
+        "in_chat_window": chat.start_at <= post.created_at < chat.end_at,
+        "handled": chat_post.handled,
+        "hidden": chat_post.hidden,
+        "url": post_url(username, post.id),
+    }
+
+
+def export_chat(session: Session, chat: Chat, fmt: str, output: Path) -> int:
+    """Write the export; returns the number of posts written."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if output.is_dir():
+        raise InvalidInput(
+            f"{output} is a folder; give a file name, e.g. {output / chat.slug}.{fmt}"
+        )
+    if not output.parent.exists():
+        raise InvalidInput(f"cannot write {output}: the folder {output.parent} does not exist")
+    count = 0
+    tmp = output.with_name(output.name + ".part")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        if fmt == "csv":
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for row in post_rows(session, chat):
+                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+                count += 1
+        else:
+            posts = list(post_rows(session, chat))
+            count = len(posts)
+            document = {
+                "chat": chat_info(chat),
+                "stats": chat_stats(session, chat, "chat"),
+                "stats_all": chat_stats(session, chat, "all"),
+                "posts": posts,
+            }
+            json.dump(document, handle, ensure_ascii=False, indent=1)
+    tmp.replace(output)  # never leave a half-written export under the real name
+    return count

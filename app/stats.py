@@ -1,0 +1,254 @@
+"""A chat's figures, counted in the database exactly as PRODUCT.md defines them.
+
+This is the figures' reference implementation: `tweetchat stats`, the stats endpoint and the
+exports all read it. (Live figures during a chat are kept incrementally elsewhere and must agree.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    distinct,
+    exists,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.orm import Session, aliased
+
+from app.db.models import Account, Chat, ChatPost, Poll, PollOption, Post
+from app.errors import InvalidInput
+
+Window = Literal["chat", "all"]
+WINDOWS: tuple[Window, ...] = ("chat", "all")
+TOP_TWEETS = 10
+TOP_ANSWERS = 3
+
+
+def check_window(value: str) -> Window:
+    if value not in WINDOWS:
+        raise InvalidInput(f"unknown window {value!r}; use 'chat' (the chat hour) or 'all'")
+    return value
+
+
+def post_url(username: str | None, post_id: str) -> str:
+    return f"https://x.com/{username or 'i/web'}/status/{post_id}"
+
+
+def _in_window(chat: Chat, window: Window) -> ColumnElement[bool]:
+    condition = ChatPost.chat_id == chat.id
+    if window == "chat":
+        condition = and_(
+            condition, ChatPost.created_at >= chat.start_at, ChatPost.created_at < chat.end_at
+        )
+    return condition
+
+
+def account_ids(session: Session, usernames: list[str]) -> list[str]:
+    if not usernames:
+        return []
+    lowered = [name.lower() for name in usernames]
+    return list(
+        session.scalars(select(Account.id).where(func.lower(Account.username).in_(lowered)))
+    )
+
+
+def collected_retweets(chat: Chat) -> Any:
+    """Subquery: for each post, how many retweets of it the chat collected."""
+    rt_post = aliased(Post)
+    return (
+        select(rt_post.retweeted_id.label("rid"), func.count().label("n"))
+        .select_from(ChatPost)
+        .join(rt_post, and_(rt_post.network == ChatPost.network, rt_post.id == ChatPost.post_id))
+        .where(ChatPost.chat_id == chat.id, ChatPost.kind == "retweet")
+        .group_by(rt_post.retweeted_id)
+        .subquery("collected_rts")
+    )
+
+
+def effective_retweets(rts: Any) -> ColumnElement[int]:
+    """A post's retweets: the larger of its public metric and the retweets collected."""
+    collected = func.coalesce(rts.c.n, 0)
+    return case((collected > Post.retweet_count, collected), else_=Post.retweet_count)
+
+
+def posts_query(chat: Chat) -> tuple[Select[ChatPost, Post, str, str, int], ColumnElement[int]]:
+    """The chat's collected posts joined with their post and author, and their retweets."""
+    rts = collected_retweets(chat)
+    retweets = effective_retweets(rts).label("retweets")
+    query = (
+        select(ChatPost, Post, Account.username, Account.name, retweets)
+        .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
+        .outerjoin(Account, and_(Account.network == Post.network, Account.id == Post.author_id))
+        .outerjoin(rts, rts.c.rid == Post.id)
+    )
+    return query, retweets
+
+
+def post_object(
+    chat_post: ChatPost, post: Post, username: str | None, name: str | None, retweets: int
+) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "username": username or "",
+        "name": name or "",
+        "text": post.text,
+        "created_at": _iso(post.created_at),
+        "kind": post.kind,
+        "question": chat_post.question,
+        "tag_method": chat_post.tag_method,
+        "retweets": int(retweets),
+        "likes": post.like_count,
+        "replies": post.reply_count,
+        "quotes": post.quote_count,
+        "impressions": post.impression_count or 0,
+        "url": post_url(username, post.id),
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def chat_stats(session: Session, chat: Chat, window: Window = "chat") -> dict[str, Any]:
+    window = check_window(window)
+    where = _in_window(chat, window)
+    kinds = dict(
+        session.execute(
+            select(ChatPost.kind, func.count()).where(where).group_by(ChatPost.kind)
+        ).all()
+    )
+    participants = session.scalar(select(func.count(distinct(ChatPost.author_id))).where(where))
+    answers_where, staff_ids = answers_filter(session, chat, where)
+
+    per_question = {
+        number: (count, people)
+        for number, count, people in session.execute(
+            select(ChatPost.question, func.count(), func.count(distinct(ChatPost.author_id)))
+            .where(answers_where)
+            .group_by(ChatPost.question)
+        )
+    }
+    base, retweets = posts_query(chat)
+    ranking = (retweets.desc(), Post.like_count.desc(), Post.created_at, Post.id)
+
+    numbers = sorted({q.number for q in chat.questions} | {n for n in per_question if n})
+    texts = {q.number: q.text for q in chat.questions}
+    questions = []
+    for number in numbers:
+        top_rows = session.execute(
+            base.where(answers_where, ChatPost.question == number)
+            .order_by(*ranking)
+            .limit(TOP_ANSWERS)
+        )
+        answers, people = per_question.get(number, (0, 0))
+        questions.append(
+            {
+                "number": number,
+                "text": texts.get(number, ""),
+                "answers": answers,
+                "participants": people,
+                "top": [post_object(*row) for row in top_rows],
+            }
+        )
+
+    top_rows = session.execute(
+        base.where(where, ChatPost.kind != "retweet").order_by(*ranking).limit(TOP_TWEETS)
+    )
+
+    return {
+        "chat": chat.slug,
+        "window": window,
+        "participants": participants or 0,
+        "original_tweets": sum(n for kind, n in kinds.items() if kind != "retweet"),
+        "retweets": kinds.get("retweet", 0),
+        "replies": kinds.get("reply", 0),
+        "quotes": kinds.get("quote", 0),
+        "questions": questions,
+        "top_tweets": [post_object(*row) for row in top_rows],
+        "polls": chat_polls(session, chat, where),
+        "unanswered": unanswered_count(session, chat, answers_where, staff_ids),
+        "trending": [],
+    }
+
+
+def answers_filter(
+    session: Session, chat: Chat, where: ColumnElement[bool]
+) -> tuple[ColumnElement[bool], list[str]]:
+    """The answers among `where` (tagged non-retweets by anyone but a host), and the account
+    ids of the hosts and panel."""
+    host_ids = account_ids(session, chat.hosts)
+    condition = and_(where, ChatPost.question.is_not(None), ChatPost.kind != "retweet")
+    if host_ids:
+        condition = and_(condition, ChatPost.author_id.not_in(host_ids))
+    return condition, host_ids + account_ids(session, chat.panel)
+
+
+def unanswered_query(chat: Chat, answers_where: ColumnElement[bool], staff_ids: list[str]) -> Any:
+    """Answers by neither host nor panel, with no collected reply from them, not handled."""
+    reply = aliased(Post)
+    reply_member = aliased(ChatPost)
+    condition = and_(answers_where, ChatPost.handled.is_(False))
+    if staff_ids:
+        answered = exists(
+            select(literal(1))
+            .select_from(reply_member)
+            .join(
+                reply, and_(reply.network == reply_member.network, reply.id == reply_member.post_id)
+            )
+            .where(
+                reply_member.chat_id == chat.id,
+                reply_member.author_id.in_(staff_ids),
+                reply.network == ChatPost.network,
+                reply.in_reply_to_id == ChatPost.post_id,
+            )
+        )
+        condition = and_(condition, ChatPost.author_id.not_in(staff_ids), ~answered)
+    return condition
+
+
+def unanswered_count(
+    session: Session, chat: Chat, answers_where: ColumnElement[bool], staff_ids: list[str]
+) -> int:
+    condition = unanswered_query(chat, answers_where, staff_ids)
+    return session.scalar(select(func.count()).select_from(ChatPost).where(condition)) or 0
+
+
+def chat_polls(session: Session, chat: Chat, where: ColumnElement[bool]) -> list[dict[str, Any]]:
+    """Polls attached to the posts collected in the window (a retweet of a poll carries it too)."""
+    first_seen = (
+        select(Post.poll_id, func.min(Post.created_at).label("at"))
+        .join(ChatPost, and_(ChatPost.network == Post.network, ChatPost.post_id == Post.id))
+        .where(where, Post.poll_id.is_not(None))
+        .group_by(Post.poll_id)
+        .order_by(func.min(Post.created_at))
+    )
+    polls = []
+    for poll_id, _at in session.execute(first_seen):
+        poll = session.get(Poll, ("x", poll_id))
+        if poll is None:
+            continue  # the page did not include the poll object
+        options: list[PollOption] = list(poll.options)
+        total = sum(option.votes for option in options)
+        polls.append(
+            {
+                "id": poll.id,
+                "voting_status": poll.voting_status,
+                "options": [
+                    {
+                        "label": option.label,
+                        "votes": option.votes,
+                        "share": round(option.votes / total, 4) if total else 0.0,
+                    }
+                    for option in options
+                ],
+                "total": total,
+            }
+        )
+    return polls

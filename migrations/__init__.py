@@ -1,0 +1,1 @@
+"""Alembic migrations of tweetchat's schema (run by `tweetchat` itself on start)."""
