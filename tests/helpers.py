@@ -1,13 +1,17 @@
-"""Helpers shared by the tests: running the CLI in-process against a given database."""
+"""Helpers shared by the tests: the CLI run in-process, the app served on loopback."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from typer.testing import CliRunner
 
 from app.cli import app as cli_app
+from app.config import Settings
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,36 @@ def make_cli_runner(database_url: str) -> CliRunnerFn:
         return CliResult(result.exit_code, result.output)
 
     return run
+
+
+class LiveServer:
+    """The real app served by uvicorn on a free loopback port, in a thread of the test process."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from app.api import create_app
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self._sock.close()

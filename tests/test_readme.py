@@ -45,7 +45,14 @@ def test_every_documented_command_exists() -> None:
                 words = shlex.split(line, comments=True)[1:]
                 sub = [w for w in words[:2] if not w.startswith("-")]
                 commands.add(tuple(sub[:2]) if sub[0] == "chat" else (sub[0],))
-    assert {("chat", "create"), ("import",), ("stats",), ("export",), ("serve",), ("demo",)} <= commands
+    assert {
+        ("chat", "create"),
+        ("import",),
+        ("stats",),
+        ("export",),
+        ("serve",),
+        ("demo",),
+    } <= commands
     runner = CliRunner()
     for command in commands:
         result = runner.invoke(cli_app, [*command, "--help"])

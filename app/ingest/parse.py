@@ -105,6 +105,17 @@ def _id(value: Any, what: str) -> str:
     return text
 
 
+# X escapes these three in post text (and only these): `&amp;`, `&lt;`, `&gt;`. Stored text is
+# the plain text the person wrote; pages render it as text, never as HTML.
+_X_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+
+
+def unescape_text(text: str) -> str:
+    for entity, char in _X_ENTITIES:
+        text = text.replace(entity, char)
+    return text
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -195,7 +206,7 @@ def parse_tweet(obj: Any) -> PostRecord:
         id=post_id,
         author_id=author_id,
         created_at=parse_datetime(obj.get("created_at"), f"tweet {post_id}"),
-        text=text,
+        text=unescape_text(text),
         kind=kind,
         in_reply_to_id=refs.get("replied_to"),
         in_reply_to_user_id=str(reply_user) if reply_user else None,
