@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -38,6 +38,10 @@ from app.errors import InvalidInput, TweetchatError
 from app.export import FORMATS, export_chat
 from app.ingest.importer import ImportReport, import_files
 from app.stats import WINDOWS, chat_stats, check_window
+
+if TYPE_CHECKING:
+    from app.api import StartupHook
+    from app.live.hub import LiveHub
 
 app = typer.Typer(
     name="tweetchat",
@@ -371,7 +375,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the API (and, as they land, the pages) on the configured database.
+    """Serve the API and the live updates, and follow every chat whose window is open.
 
     Example: TWEETCHAT_DATABASE_URL=postgresql://db/tweetchat tweetchat serve --host 0.0.0.0
     """
@@ -383,50 +387,110 @@ def serve(
     _run_server(settings, host, port)
 
 
-def _run_server(settings: Settings, host: str, port: int) -> None:
+def _run_server(
+    settings: Settings, host: str, port: int, on_startup: StartupHook | None = None
+) -> None:
     import uvicorn
 
     from app.api import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, on_startup=on_startup), host=host, port=port, log_level="info")
+
+
+@app.command("replay")
+def replay(
+    slug: Annotated[str, typer.Argument(help="The chat to play the archive into.")],
+    file: Annotated[Path, typer.Argument(help="An archive, as for `tweetchat import`.")],
+    speed: Annotated[
+        float,
+        typer.Option(min=0.01, help="Simulated seconds per real second (60: an hour a minute)."),
+    ] = 60.0,
+    max_gap: Annotated[
+        float, typer.Option(min=0.0, help="Longest real wait between two posts, in seconds.")
+    ] = 5.0,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Play an archive into a chat as if live, and serve it while it plays.
+
+    Example: tweetchat replay leadingqi-2023-03 tweets.jsonl --speed 60
+
+    Posts already collected are not counted twice; a replay stopped and started again carries on
+    from the last post it released.
+    """
+    from app.sources.replay import load_timeline
+
+    def action() -> tuple[Settings, Any]:
+        settings = Settings()
+        with database() as sessions, sessions() as session:
+            get_chat(session, slug)
+        return settings, load_timeline(file)
+
+    settings, timeline = run(action)
+    for error in timeline.errors[:MAX_ERRORS_SHOWN]:
+        _stderr().print(f"skipped {error}", markup=False, soft_wrap=True)
+
+    async def start(hub: LiveHub) -> None:
+        await hub.start_replay(slug, timeline, speed=speed, max_gap=max_gap)
+
+    _print_urls(
+        slug, host, port, f"Replaying {len(timeline.posts)} posts into {slug} at {speed:g}x."
+    )
+    _run_server(settings, host, port, start)
+
+
+def _print_urls(slug: str, host: str, port: int, headline: str) -> None:
+    base = f"http://{host}:{port}"
+    console = _console()
+    console.print(headline, soft_wrap=True)
+    console.print(f"Live updates: ws://{host}:{port}/ws/chats/{slug}", soft_wrap=True)
+    console.print(f"Posts:        {base}/api/chats/{slug}/posts", soft_wrap=True)
+    console.print(f"Open {base}/api/chats/{slug}/stats", soft_wrap=True)
 
 
 @app.command("demo")
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    speed: Annotated[float, typer.Option(min=0.01, help="Replay speed.")] = 20.0,
     database_file: Annotated[
         Path, typer.Option(help="The SQLite file for the demo; it is recreated on each run.")
     ] = Path("tweetchat-demo.db"),
 ) -> None:
-    """Load the built-in demo chat into a fresh SQLite file and serve it.
+    """Create the built-in demo chat in a fresh SQLite file, replay it live, and serve it.
 
     Example: tweetchat demo --port 8080
+
+    At the default speed the chat's hour plays in three minutes.
     """
-    from app.demo import load_demo
+    from app.demo import DEMO_ARCHIVE, create_demo_chat
+    from app.sources.replay import load_timeline
 
     url = f"sqlite:///{database_file.resolve()}"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database_file}{suffix}").unlink(missing_ok=True)
 
-    def action() -> tuple[str, ImportReport]:
+    def action() -> tuple[str, Any]:
         engine, sessions = open_database(url)
         try:
-            return load_demo(sessions)
+            with sessions.begin() as session:
+                slug = create_demo_chat(session)
         finally:
             engine.dispose()
+        return slug, load_timeline(DEMO_ARCHIVE)
 
-    slug, report = run(action)
-    base = f"http://{host}:{port}"
-    console = _console()
-    console.print(
-        f"Demo chat [bold]{slug}[/] loaded: {report.newly_collected} posts in {database_file}.",
-        soft_wrap=True,
+    slug, timeline = run(action)
+
+    async def start(hub: LiveHub) -> None:
+        await hub.start_replay(slug, timeline, speed=speed, max_gap=2.0)
+
+    _print_urls(
+        slug,
+        host,
+        port,
+        f"Demo chat {slug} ({database_file}): replaying {len(timeline.posts)} posts at {speed:g}x.",
     )
-    console.print(f"Figures:  {base}/api/chats/{slug}/stats", soft_wrap=True)
-    console.print(f"Posts:    {base}/api/chats/{slug}/posts", soft_wrap=True)
-    console.print(f"Open {base}/api/chats/{slug}/stats", soft_wrap=True)
-    _run_server(Settings(database_url=url), host, port)
+    _run_server(Settings(database_url=url), host, port, start)
 
 
 def main() -> None:

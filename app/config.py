@@ -24,6 +24,23 @@ class Settings(BaseSettings):
     x_price_per_post: float = Field(
         default=0.005, description="Estimated X API cost of reading one post, in US dollars."
     )
+    collect_hours_before: float = Field(
+        default=72.0, ge=0, description="How far before a chat's start live sources reach back."
+    )
+    search_interval: float = Field(default=15.0, gt=0, description="Seconds between searches.")
+    refresh_interval: float = Field(
+        default=180.0, gt=0, description="Seconds between trends and top-post metric refreshes."
+    )
+    x_stream_keepalive_timeout: float = Field(
+        default=20.0, gt=0, description="Seconds without a byte before the stream reconnects."
+    )
+    x_backoff_scale: float = Field(
+        default=1.0, gt=0, description="Multiplies X's documented retry delays (tests use less)."
+    )
+    trends_woeid: int = Field(default=23424975, description="Trends location (UK: 23424975).")
+    trends_location: str = "United Kingdom"
+    ws_queue_size: int = Field(default=256, ge=1, description="Updates a slow client may lag.")
+    ws_send_timeout: float = Field(default=10.0, gt=0, description="Seconds one send may take.")
 
     @field_validator("database_url")
     @classmethod

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Chat, ChatPost, Post
 from app.errors import InvalidInput
-from app.stats import _iso, chat_stats, post_url, posts_query
+from app.stats import chat_stats, iso_time, post_url, posts_query
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -52,8 +52,8 @@ def chat_info(chat: Chat) -> dict[str, Any]:
         "hashtags": chat.hashtags,
         "hosts": chat.hosts,
         "panel": chat.panel,
-        "start": _iso(chat.start_at),
-        "end": _iso(chat.end_at),
+        "start": iso_time(chat.start_at),
+        "end": iso_time(chat.end_at),
         "timezone": chat.timezone,
         "series": chat.series.slug if chat.series else None,
         "source": chat.source,
@@ -61,9 +61,9 @@ def chat_info(chat: Chat) -> dict[str, Any]:
             {
                 "number": q.number,
                 "text": q.text,
-                "planned_at": _iso(q.planned_at) if q.planned_at else None,
+                "planned_at": iso_time(q.planned_at) if q.planned_at else None,
                 "post_id": q.post_id,
-                "posted_at": _iso(q.posted_at) if q.posted_at else None,
+                "posted_at": iso_time(q.posted_at) if q.posted_at else None,
             }
             for q in chat.questions
         ],
@@ -92,7 +92,7 @@ def _row(
 ) -> dict[str, Any]:
     return {
         "id": post.id,
-        "created_at": _iso(post.created_at),
+        "created_at": iso_time(post.created_at),
         "username": username or "",
         "kind": post.kind,
         "question": chat_post.question,

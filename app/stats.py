@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from app.db.models import Account, Chat, ChatPost, Poll, PollOption, Post
+from app.db.models import Account, Chat, ChatPost, Poll, PollOption, Post, TrendSnapshot
 from app.errors import InvalidInput
 
 Window = Literal["chat", "all"]
@@ -99,7 +99,7 @@ def post_object(
         "username": username or "",
         "name": name or "",
         "text": post.text,
-        "created_at": _iso(post.created_at),
+        "created_at": iso_time(post.created_at),
         "kind": post.kind,
         "question": chat_post.question,
         "tag_method": chat_post.tag_method,
@@ -112,7 +112,7 @@ def post_object(
     }
 
 
-def _iso(value: datetime) -> str:
+def iso_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -174,8 +174,37 @@ def chat_stats(session: Session, chat: Chat, window: Window = "chat") -> dict[st
         "top_tweets": [post_object(*row) for row in top_rows],
         "polls": chat_polls(session, chat, where),
         "unanswered": unanswered_count(session, chat, answers_where, staff_ids),
-        "trending": [],
+        "trending": chat_trending(session, chat)[0],
     }
+
+
+def trending_of(snapshot: TrendSnapshot, hashtags: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """The chat's hashtags' ranks in one trends reading, and a note when none is trending."""
+    if not snapshot.available:
+        return [], f"trends unavailable: {snapshot.detail}"
+    ranks = {
+        str(t.get("name", "")).lstrip("#").casefold(): int(t.get("rank") or i)
+        for i, t in enumerate(snapshot.trends, start=1)
+    }
+    trending = [
+        {"hashtag": tag, "rank": ranks[tag.lstrip("#").casefold()], "location": snapshot.location}
+        for tag in hashtags
+        if tag.lstrip("#").casefold() in ranks
+    ]
+    return trending, "" if trending else f"not trending in {snapshot.location}"
+
+
+def chat_trending(session: Session, chat: Chat) -> tuple[list[dict[str, Any]], str]:
+    """`trending` from the chat's latest trends reading ([] and a note when there is none)."""
+    latest = session.scalar(
+        select(TrendSnapshot)
+        .where(TrendSnapshot.chat_id == chat.id)
+        .order_by(TrendSnapshot.taken_at.desc(), TrendSnapshot.id.desc())
+        .limit(1)
+    )
+    if latest is None:
+        return [], "no trends read"
+    return trending_of(latest, chat.hashtags)
 
 
 def answers_filter(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from typer.testing import CliRunner
 
 from app.cli import app as cli_app
 from app.config import Settings
+
+if TYPE_CHECKING:
+    from app.live.hub import LiveHub
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ def make_cli_runner(database_url: str) -> CliRunnerFn:
 class LiveServer:
     """The real app served by uvicorn on a free loopback port, in a thread of the test process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Any = None) -> None:
         import uvicorn
 
         from app.api import create_app
@@ -49,13 +56,15 @@ class LiveServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app if app is not None else create_app(settings), log_level="warning", lifespan="on"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + 15
         while not self._server.started:
@@ -68,3 +77,24 @@ class LiveServer:
         self._server.should_exit = True
         self._thread.join(timeout=15)
         self._sock.close()
+
+
+class HubServer(LiveServer):
+    """The live server, with a handle on its hub and event loop to start sources from a test."""
+
+    def __init__(self, settings: Settings) -> None:
+        from app.api import create_app
+
+        self.hub: LiveHub | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+        async def keep(hub: LiveHub) -> None:
+            self.hub = hub
+            self.loop = asyncio.get_running_loop()
+
+        super().__init__(settings, app=create_app(settings, on_startup=keep))
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Run `coro` on the server's event loop and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

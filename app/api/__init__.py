@@ -1,8 +1,9 @@
-"""The HTTP application: `create_app(settings)` builds it; the lifespan owns the database."""
+"""The HTTP application: `create_app(settings)` builds it; the lifespan owns the database engine,
+the pub/sub and the live hub (with its sources), and closes them in that order's reverse."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -15,6 +16,10 @@ from app import __version__
 from app.config import Settings
 from app.db.engine import open_database
 from app.errors import TweetchatError
+from app.live.hub import LiveHub
+from app.live.pubsub import Broadcast
+
+StartupHook = Callable[[LiveHub], Awaitable[None]]
 
 
 @dataclass
@@ -22,20 +27,30 @@ class AppState:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    broadcast: Broadcast
+    hub: LiveHub
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> FastAPI:
+    """The application. `on_startup` runs once the hub is ready (replay and demo start there)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, sessions = open_database(settings.database_url)
-        app.state.tc = AppState(settings=settings, engine=engine, sessions=sessions)
+        broadcast = Broadcast(settings.ws_queue_size)
+        hub = LiveHub(settings, sessions, broadcast)
+        app.state.tc = AppState(settings, engine, sessions, broadcast, hub)
         try:
+            await hub.start()
+            if on_startup is not None:
+                await on_startup(hub)
             yield
         finally:
+            await hub.close()
             engine.dispose()
 
     app = FastAPI(title="tweetchat", version=__version__, lifespan=lifespan)
@@ -44,7 +59,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def _domain_error(_request: Request, exc: TweetchatError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
 
-    from app.api.routes import chats
+    from app.api.routes import chats, live
 
     app.include_router(chats.router)
+    app.include_router(live.router)
     return app

@@ -202,3 +202,38 @@ class PollOption(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     label: Mapped[str] = mapped_column(String(100))
     votes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SourceState(Base):
+    """Where a chat's source stands: its position (to resume without losing or doubling a post),
+    its state for the panel, and what it has read (X charges per post read)."""
+
+    __tablename__ = "source_states"
+
+    chat_id: Mapped[int] = mapped_column(
+        ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    )
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    position: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="idle")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    posts_read: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
+
+
+class TrendSnapshot(Base):
+    """One reading of the trends of a location, or why there was none."""
+
+    __tablename__ = "trend_snapshots"
+    __table_args__ = (Index("ix_trend_snapshots_chat_taken", "chat_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    taken_at: Mapped[datetime]
+    woeid: Mapped[int] = mapped_column(Integer)
+    location: Mapped[str] = mapped_column(String(100))
+    available: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    # [{"name": "#QIHour", "tweet_count": 1234 | None}, ...] in rank order.
+    trends: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

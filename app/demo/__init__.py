@@ -22,33 +22,38 @@ def demo_definition() -> dict[str, object]:
     return definition
 
 
-def load_demo(sessions: sessionmaker[Session]) -> tuple[str, ImportReport]:
-    """Create the demo chat and import its archive; returns its slug and the import report."""
+def create_demo_chat(session: Session) -> str:
+    """Create the demo chat from its run of show; returns its slug."""
     spec = demo_definition()
-    slug = str(spec["slug"])
     questions = spec["questions"]
     assert isinstance(questions, list)
+    chat = create_chat(
+        session,
+        slug=str(spec["slug"]),
+        title=str(spec["title"]),
+        hashtags=list(spec["hashtags"]),  # type: ignore[call-overload]
+        hosts=list(spec["hosts"]),  # type: ignore[call-overload]
+        panel=list(spec["panel"]),  # type: ignore[call-overload]
+        start=parse_when(str(spec["start"]), "start"),
+        end=parse_when(str(spec["end"]), "end"),
+        series=str(spec["series"]) if spec.get("series") else None,
+        timezone=str(spec.get("timezone", "UTC")),
+        questions=[
+            QuestionPlan(
+                number=int(q["number"]),
+                text=str(q["text"]),
+                planned_at=parse_when(q["planned_at"], "planned_at")
+                if q.get("planned_at")
+                else None,
+            )
+            for q in questions
+        ],
+    )
+    return chat.slug
+
+
+def load_demo(sessions: sessionmaker[Session]) -> tuple[str, ImportReport]:
+    """Create the demo chat and import its whole archive at once (no replay)."""
     with sessions.begin() as session:
-        create_chat(
-            session,
-            slug=slug,
-            title=str(spec["title"]),
-            hashtags=list(spec["hashtags"]),  # type: ignore[call-overload]
-            hosts=list(spec["hosts"]),  # type: ignore[call-overload]
-            panel=list(spec["panel"]),  # type: ignore[call-overload]
-            start=parse_when(str(spec["start"]), "start"),
-            end=parse_when(str(spec["end"]), "end"),
-            series=str(spec["series"]) if spec.get("series") else None,
-            timezone=str(spec.get("timezone", "UTC")),
-            questions=[
-                QuestionPlan(
-                    number=int(q["number"]),
-                    text=str(q["text"]),
-                    planned_at=parse_when(q["planned_at"], "planned_at")
-                    if q.get("planned_at")
-                    else None,
-                )
-                for q in questions
-            ],
-        )
+        slug = create_demo_chat(session)
     return slug, import_files(sessions, slug=slug, paths=[DEMO_ARCHIVE])

@@ -1,0 +1,260 @@
+"""The live side of a server process: one `ChatRuntime` per chat someone watches or a source
+feeds, the sources' tasks, and the supervisor that follows every chat whose window is open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.models import Chat, TrendSnapshot
+from app.live.pubsub import Broadcast
+from app.live.runtime import ChatRuntime, SourceView
+from app.sources.base import ChatTarget, SourceBatch, SourceStatus
+from app.sources.replay import Timeline, run_replay
+from app.sources.x_api import XApi, XApiError
+from app.sources.x_refresh import fetch_trends, lookup_posts
+from app.sources.x_search import Backoff, run_search
+from app.sources.x_stream import run_stream
+from app.stats import trending_of
+
+log = logging.getLogger(__name__)
+
+# A chat is followed from a little before it starts until a while after it ends.
+FOLLOW_BEFORE = timedelta(minutes=15)
+FOLLOW_AFTER = timedelta(hours=1)
+SUPERVISE_EVERY = 30.0
+
+
+@dataclass
+class RuntimeContext:
+    """A source's view of a chat runtime (the `SourceContext` protocol)."""
+
+    runtime: ChatRuntime
+    source: str
+    position: dict[str, Any]
+
+    @property
+    def chat(self) -> ChatTarget:
+        assert self.runtime.target is not None
+        return self.runtime.target
+
+    async def emit(self, batch: SourceBatch) -> None:
+        await self.runtime.emit(batch)
+        if batch.position:
+            self.position = {**self.position, **batch.position}
+
+    def report(self, status: SourceStatus) -> None:
+        self.runtime.report(status)
+
+
+class LiveHub:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], broadcast: Broadcast
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.broadcast = broadcast
+        self._runtimes: dict[str, ChatRuntime] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+        self._sources: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+        self._api: XApi | None = None
+
+    async def runtime(self, slug: str) -> ChatRuntime:
+        """The chat's runtime, started on first use (raises UnknownChat)."""
+        runtime = self._runtimes.get(slug)
+        if runtime is not None:
+            return runtime
+        lock = self._starting.setdefault(slug, asyncio.Lock())
+        async with lock:
+            runtime = self._runtimes.get(slug)
+            if runtime is None:
+                runtime = ChatRuntime(
+                    slug=slug,
+                    sessions=self.sessions,
+                    broadcast=self.broadcast,
+                    price_per_post=self.settings.x_price_per_post,
+                    lookback=timedelta(hours=self.settings.collect_hours_before),
+                )
+                await runtime.start()
+                self._runtimes[slug] = runtime
+        return runtime
+
+    async def start(self) -> None:
+        """Start following the chats whose window is open (and keep doing so)."""
+        self._supervisor = asyncio.create_task(self._supervise(), name="supervisor")
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                open_now = set(self.open_chats(self.now()))
+                for slug in open_now:
+                    await self.follow(slug)
+                for slug in {chat for chat, _ in self._sources} - open_now:
+                    self.unfollow(slug)
+            except Exception:
+                log.exception("the supervisor could not check the open chats")
+            await asyncio.sleep(SUPERVISE_EVERY)
+
+    async def follow(self, slug: str) -> None:
+        """Run the chat's live source, and the trends and metrics refresh, unless running."""
+        runtime = await self.runtime(slug)
+        source = str(runtime.info["source"])
+        if source not in ("x-search", "x-stream"):
+            return
+        if not self.settings.x_bearer_token:
+            if runtime.sources.get(source, SourceView()).state != "stopped":
+                runtime.report(
+                    SourceStatus(
+                        source, "stopped", "no X bearer token: set TWEETCHAT_X_BEARER_TOKEN"
+                    )
+                )
+            return
+        api = self._x_api()
+        ctx = self.context(runtime, source)
+        scale = self.settings.x_backoff_scale
+        backoff = Backoff(base=1.0 * scale, cap=60.0 * scale, reset_margin=1.0 * scale)
+        if source == "x-search":
+            work = run_search(ctx, api, interval=self.settings.search_interval, backoff=backoff)
+        else:
+            work = run_stream(
+                ctx,
+                api,
+                keepalive_timeout=self.settings.x_stream_keepalive_timeout,
+                backoff_scale=scale,
+                search_backoff=backoff,
+            )
+        self._start_source(slug, source, work)
+        self._start_source(slug, "x-refresh", self._refresh(runtime, api))
+
+    def _x_api(self) -> XApi:
+        if self._api is None:
+            self._api = XApi.from_settings(self.settings)
+        return self._api
+
+    def unfollow(self, slug: str) -> None:
+        for (chat, source), task in list(self._sources.items()):
+            if chat == slug and source != "replay":
+                task.cancel()
+                del self._sources[(chat, source)]
+
+    async def _refresh(self, runtime: ChatRuntime, api: XApi) -> None:
+        """Every few minutes while the chat is followed: trends, and the top posts' metrics
+        and polls (the figures rank posts by them)."""
+        while True:
+            await self.refresh_once(runtime, api)
+            await asyncio.sleep(self.settings.refresh_interval)
+
+    async def refresh_once(self, runtime: ChatRuntime, api: XApi) -> None:
+        result = await fetch_trends(api, self.settings.trends_woeid)
+        trends = [
+            {"name": t.name, "tweet_count": t.tweet_count, "rank": t.rank} for t in result.trends
+        ]
+        snapshot = TrendSnapshot(
+            chat_id=runtime.chat_id,
+            taken_at=self.now(),
+            woeid=result.woeid,
+            location=self.settings.trends_location,
+            available=result.ok,
+            detail=result.reason,
+            trends=trends,
+        )
+        await asyncio.get_running_loop().run_in_executor(None, self._save, snapshot)
+        runtime.set_trends(*trending_of(snapshot, list(runtime.info["hashtags"])))
+        ids = runtime.refresh_ids()
+        if not ids:
+            return
+        try:
+            parsed = await lookup_posts(api, ids)
+        except XApiError as exc:
+            runtime.report(SourceStatus("x-lookup", "failing", exc.message))
+            return
+        # Only posts the chat collected already: a lookup refreshes, it never collects.
+        parsed.collected = [p for p in parsed.collected if p.id in runtime.collected]
+        parsed.context = []
+        await runtime.emit(
+            SourceBatch("x-lookup", parsed, posts_read=len(parsed.collected), requests=1)
+        )
+        runtime.report(
+            SourceStatus("x-lookup", "running", f"refreshed {len(parsed.collected)} posts")
+        )
+
+    def _save(self, row: TrendSnapshot) -> None:
+        with self.sessions.begin() as session:
+            session.add(row)
+
+    def context(self, runtime: ChatRuntime, source: str) -> RuntimeContext:
+        return RuntimeContext(runtime, source, runtime.position(source))
+
+    async def start_replay(
+        self, slug: str, timeline: Timeline, *, speed: float, max_gap: float = 5.0
+    ) -> asyncio.Task[None]:
+        runtime = await self.runtime(slug)
+        ctx = self.context(runtime, "replay")
+        return self._start_source(
+            slug, "replay", run_replay(ctx, timeline, speed=speed, max_gap=max_gap)
+        )
+
+    def _start_source(self, slug: str, source: str, work: Any) -> asyncio.Task[None]:
+        key = (slug, source)
+        running = self._sources.get(key)
+        if running is not None and not running.done():
+            work.close()
+            return running
+        task: asyncio.Task[None] = asyncio.create_task(work, name=f"{source}:{slug}")
+        task.add_done_callback(functools.partial(self._source_done, key))
+        self._sources[key] = task
+        return task
+
+    def _source_done(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("source %s of %s crashed: %r", key[1], key[0], error, exc_info=error)
+            runtime = self._runtimes.get(key[0])
+            if runtime is not None:
+                runtime.report(SourceStatus(key[1], "stopped", f"crashed: {error!r}"))
+
+    def open_chats(self, now: datetime) -> list[str]:
+        """Chats with a live source whose follow window is open."""
+        with self.sessions() as session:
+            chats = session.scalars(
+                select(Chat).where(
+                    Chat.source != "none",
+                    Chat.start_at <= now + FOLLOW_BEFORE,
+                    Chat.end_at > now - FOLLOW_AFTER,
+                )
+            ).all()
+            return [chat.slug for chat in chats]
+
+    async def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for task in self._sources.values():
+            task.cancel()
+        for task in self._sources.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._sources.clear()
+        for runtime in self._runtimes.values():
+            await runtime.stop()
+        self._runtimes.clear()
+        if self._api is not None:
+            await self._api.aclose()
+            self._api = None
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)

@@ -1,0 +1,522 @@
+"""One chat live in this process: its bounded ingest queue, the worker that stores, tags and
+counts each batch, and the coalesced updates it publishes.
+
+Path of a post: source → `emit` (bounded queue; a source waits when it is full) → worker: store
+the batch, tag it incrementally and save the sources' positions in one transaction (in a thread,
+the database driver is blocking) → after the commit, update the live figures → the flusher
+publishes at most `UPDATES_PER_SECOND` updates a second, each carrying every post collected since
+the previous one and the changed figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.chats import get_chat
+from app.db.models import Account, ChatPost, Poll, Post, SourceState
+from app.export import chat_info
+from app.ingest.parse import NETWORK, Parsed, PostRecord
+from app.ingest.store import store_parsed
+from app.ingest.tagger import Tag, Tagger, TagInput
+from app.ingest.tagging import load_tagger, record_question_posts
+from app.live.figures import LiveFigures, LivePost, PollState
+from app.live.pubsub import Broadcast
+from app.sources.base import ChatTarget, SourceBatch, SourceStatus
+from app.stats import Window, chat_trending, iso_time
+
+log = logging.getLogger(__name__)
+
+QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
+MAX_MERGE = 50  # batches written in one transaction when they queue up
+UPDATES_PER_SECOND = 4
+LATEST = 50
+
+
+@dataclass(slots=True)
+class WriteResult:
+    new_posts: list[LivePost]
+    seen_again: list[PostRecord]
+    retagged: dict[str, Tag]
+    polls: list[PollState]
+    questions: dict[int, str]
+
+
+@dataclass(slots=True)
+class SourceView:
+    state: str = "idle"
+    detail: str = ""
+    retry_at: str | None = None
+    posts_read: int = 0
+    requests: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "retry_at": self.retry_at,
+            "posts_read": self.posts_read,
+            "requests": self.requests,
+        }
+
+
+@dataclass
+class ChatRuntime:
+    """The live state of one chat in this process."""
+
+    slug: str
+    sessions: sessionmaker[Session]
+    broadcast: Broadcast
+    price_per_post: float = 0.005
+    lookback: timedelta = timedelta(hours=72)
+    chat_id: int = 0
+    target: ChatTarget | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    figures: LiveFigures | None = None
+    tagger: Tagger | None = None
+    collected: set[str] = field(default_factory=set)
+    poll_posts: set[str] = field(default_factory=set)  # collected non-retweets carrying a poll
+    _nameless: set[str] = field(default_factory=set)  # posts the tagger holds without an author
+    sources: dict[str, SourceView] = field(default_factory=dict)
+    trending: list[dict[str, Any]] = field(default_factory=list)
+    trends_note: str = "no trends read"
+    seq: int = 0
+    _queue: asyncio.Queue[SourceBatch] = field(default_factory=lambda: asyncio.Queue(QUEUE_BATCHES))
+    _pending_posts: list[dict[str, Any]] = field(default_factory=list)
+    _pending_tags: dict[str, Tag] = field(default_factory=dict)
+    _pending_change: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _inflight: asyncio.Future[WriteResult] | None = None
+
+    @property
+    def channel(self) -> str:
+        return f"chat:{self.slug}"
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await anyio.to_thread.run_sync(self._load)
+        self._idle.set()
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"ingest:{self.slug}"),
+            asyncio.create_task(self._flusher(), name=f"flush:{self.slug}"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._inflight is not None:
+            with contextlib.suppress(Exception):
+                await self._inflight
+
+    def _load(self) -> None:
+        with self.sessions() as session:
+            chat = get_chat(session, self.slug)
+            self.chat_id = chat.id
+            self.info = chat_info(chat)
+            self.target = ChatTarget(
+                slug=chat.slug,
+                hashtags=tuple(chat.hashtags),
+                start=chat.start_at,
+                end=chat.end_at,
+                lookback=self.lookback,
+            )
+            self.tagger, stored = load_tagger(session, chat)
+            self.collected = set(stored)
+            figures = LiveFigures(
+                slug=chat.slug,
+                start=chat.start_at,
+                end=chat.end_at,
+                hosts=chat.hosts,
+                panel=chat.panel,
+                questions={q.number: q.text for q in chat.questions},
+            )
+            for post in _live_posts(session, chat.id):
+                figures.add(post)
+                if post.poll_id and post.kind != "retweet":
+                    self.poll_posts.add(post.id)
+            for poll in _polls(session, chat.id):
+                figures.set_poll(poll)
+            self.figures = figures
+            for state in session.scalars(select(SourceState).where(SourceState.chat_id == chat.id)):
+                self.sources[state.source] = SourceView(
+                    state=state.state,
+                    detail=state.detail,
+                    posts_read=state.posts_read,
+                    requests=state.requests,
+                )
+            self.trending, self.trends_note = chat_trending(session, chat)
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def position(self, source: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            state = session.get(SourceState, (self.chat_id, source))
+            return dict(state.position) if state else {}
+
+    async def emit(self, batch: SourceBatch) -> None:
+        self._idle.clear()
+        await self._queue.put(batch)
+
+    def report(self, status: SourceStatus) -> None:
+        view = self.sources.setdefault(status.source, SourceView())
+        view.state = status.state
+        view.detail = status.detail
+        view.retry_at = iso_time(status.retry_at) if status.retry_at else None
+        level = logging.WARNING if status.state in ("failing", "stopped") else logging.INFO
+        log.log(level, "%s %s: %s %s", self.slug, status.source, status.state, status.detail)
+        self._pending_change = True
+        with self.sessions.begin() as session:
+            row = _source_row(session, self.chat_id, status.source)
+            row.state = status.state
+            row.detail = status.detail
+            row.updated_at = datetime.now(UTC)
+
+    async def drained(self) -> None:
+        """Wait until every batch emitted so far is stored and counted."""
+        while not (self._queue.empty() and self._idle.is_set()):
+            await asyncio.sleep(0.01)
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            batch = await self._queue.get()
+            batches = [batch]
+            while len(batches) < MAX_MERGE and not self._queue.empty():
+                batches.append(self._queue.get_nowait())
+            # The write runs in a thread that cannot be interrupted: keep hold of it so that
+            # `stop` waits for it to commit before the engine is closed.
+            self._inflight = asyncio.get_running_loop().run_in_executor(None, self._write, batches)
+            try:
+                result = await asyncio.shield(self._inflight)
+            except Exception:
+                # The batch stays unstored and its position unsaved: the source re-reads it after
+                # a restart. Keep serving the chat.
+                log.exception("%s: could not store a batch of %d", self.slug, len(batches))
+            else:
+                self._apply(result, batches)
+            if self._queue.empty():
+                self._idle.set()
+
+    def _write(self, batches: list[SourceBatch]) -> WriteResult:
+        assert self.tagger is not None
+        parsed = Parsed()
+        for batch in batches:
+            parsed.extend(batch.parsed)
+        now = datetime.now(UTC)
+        with self.sessions.begin() as session:
+            stored = store_parsed(session, self.chat_id, parsed)
+            names = _names(session, parsed)
+            known = self.tagger.tags()
+            inputs = []
+            for record in {r.id: r for r in [*parsed.context, *parsed.collected]}.values():
+                author = names.get(record.author_id, ("", ""))[0]
+                # A post first met as context may have come without its author; whether it is a
+                # host's (a question post) depends on it, so it is added again once known.
+                if record.id in known and not (author and record.id in self._nameless):
+                    continue
+                if author:
+                    self._nameless.discard(record.id)
+                else:
+                    self._nameless.add(record.id)
+                inputs.append(
+                    TagInput.from_text(
+                        id=record.id,
+                        author=author,
+                        created_at=record.created_at,
+                        kind=record.kind,
+                        in_reply_to_id=record.in_reply_to_id,
+                        quoted_id=record.quoted_id,
+                        text=record.text,
+                    )
+                )
+            questions_before = self.tagger.question_posts()
+            changed = self.tagger.add(inputs)
+            newly = {record.id for record in stored.newly_collected}
+            collected = self.collected | newly
+            retagged = {pid: tag for pid, tag in changed.items() if pid in collected}
+            # A post met as context before is tagged already: its tag did not change now, but
+            # the chat has just collected it.
+            for pid in newly:
+                retagged.setdefault(pid, self.tagger.tag(pid))
+            _save_tags(session, self.chat_id, retagged)
+            questions: dict[int, str] = {}
+            if self.tagger.question_posts() != questions_before:
+                chat = get_chat(session, self.slug)
+                record_question_posts(session, chat, self.tagger)
+                questions = {q.number: q.text for q in chat.questions}
+            for batch in batches:
+                row = _source_row(session, self.chat_id, batch.source)
+                if batch.position:
+                    row.position = {**row.position, **batch.position}
+                row.posts_read += batch.posts_read
+                row.requests += batch.requests
+                row.updated_at = now
+        self.collected = collected
+        new_posts = [
+            _live_post(record, names, retagged.get(record.id)) for record in stored.newly_collected
+        ]
+        seen_again = [r for r in parsed.collected if r.id not in newly]
+        polls = [
+            PollState(p.id, p.voting_status, tuple(p.options))
+            for p in {p.id: p for p in parsed.polls}.values()
+        ]
+        return WriteResult(new_posts, seen_again, retagged, polls, questions)
+
+    def _apply(self, result: WriteResult, batches: list[SourceBatch]) -> None:
+        figures = self.figures
+        assert figures is not None
+        for number, text in result.questions.items():
+            figures.set_question(number, text)
+        for poll in result.polls:
+            figures.set_poll(poll)
+        for post in result.new_posts:
+            figures.add(post)
+            if post.poll_id and post.kind != "retweet":
+                self.poll_posts.add(post.id)
+        for record in result.seen_again:
+            figures.set_metrics(
+                record.id,
+                retweet_count=record.retweet_count,
+                like_count=record.like_count,
+                reply_count=record.reply_count,
+                quote_count=record.quote_count,
+                impression_count=record.impression_count,
+            )
+        new_ids = {post.id for post in result.new_posts}
+        for post_id, tag in result.retagged.items():
+            if post_id not in new_ids:
+                figures.set_tag(post_id, tag.question, tag.method)
+                self._pending_tags[post_id] = tag
+        for batch in batches:
+            view = self.sources.setdefault(batch.source, SourceView())
+            view.posts_read += batch.posts_read
+            view.requests += batch.requests
+        for post in sorted(result.new_posts, key=lambda p: (p.created_at, int(p.id))):
+            item = figures.post(post.id)
+            if item is not None and not post.hidden:
+                self._pending_posts.append(item)
+        self._pending_change = True
+
+    # -- updates ----------------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(1 / UPDATES_PER_SECOND)
+            if self._pending_change:
+                self.flush()
+
+    def flush(self) -> None:
+        self._pending_change = False
+        posts, self._pending_posts = self._pending_posts, []
+        tags, self._pending_tags = self._pending_tags, {}
+        self.seq += 1
+        self.broadcast.publish(
+            self.channel,
+            {
+                "type": "update",
+                "seq": self.seq,
+                "posts": posts,
+                "retagged": [
+                    {"id": pid, "question": tag.question, "tag_method": tag.method}
+                    for pid, tag in tags.items()
+                ],
+                **self._state(),
+            },
+        )
+
+    def _state(self) -> dict[str, Any]:
+        figures = self.figures
+        assert figures is not None
+        chat_figures = figures.figures("chat")
+        chat_figures["trending"] = self.trending
+        all_figures = figures.figures("all")
+        all_figures["trending"] = self.trending
+        return {
+            "figures": chat_figures,
+            "figures_all": all_figures,
+            "per_minute": figures.per_minute(),
+            "current_question": self.current_question(),
+            "sources": {name: view.as_dict() for name, view in sorted(self.sources.items())},
+            "spend": self.spend(),
+            "trends_note": self.trends_note,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        figures = self.figures
+        assert figures is not None
+        return {
+            "type": "snapshot",
+            "seq": self.seq,
+            "chat": self.info,
+            "latest": figures.latest(LATEST),
+            **self._state(),
+        }
+
+    def current_question(self) -> dict[str, Any] | None:
+        """The last question started by the time of the newest collected post."""
+        if self.tagger is None or self.figures is None:
+            return None
+        newest = self.figures.latest(1)
+        if not newest:
+            return None
+        at = newest[0]["created_at"]
+        started = [
+            (iso_time(when), number)
+            for number, when in self.tagger.question_starts().items()
+            if iso_time(when) <= at
+        ]
+        if not started:
+            return None
+        since, number = max(started)
+        text = next((q["text"] for q in self.info["questions"] if q["number"] == number), "")
+        for question in self.figures.figures("chat")["questions"]:
+            if question["number"] == number:
+                text = question["text"] or text
+        return {"number": number, "text": text, "since": since}
+
+    def spend(self) -> dict[str, Any]:
+        read = sum(view.posts_read for name, view in self.sources.items() if name.startswith("x-"))
+        return {"posts_read": read, "usd": round(read * self.price_per_post, 2)}
+
+    def refresh_ids(self) -> list[str]:
+        """The posts whose metrics rank the chat: its top tweets, each question's top answers,
+        and the posts carrying its polls."""
+        figures = self.figures
+        if figures is None:
+            return []
+        ids: list[str] = []
+        windows: tuple[Window, ...] = ("chat", "all")
+        for window in windows:
+            current = figures.figures(window)
+            ids += [post["id"] for post in current["top_tweets"]]
+            ids += [post["id"] for q in current["questions"] for post in q["top"]]
+        ids += sorted(self.poll_posts)
+        return list(dict.fromkeys(ids))[:100]
+
+    def set_trends(self, trending: list[dict[str, Any]], note: str) -> None:
+        self.trending, self.trends_note = trending, note
+        self._pending_change = True
+
+
+def _source_row(session: Session, chat_id: int, source: str) -> SourceState:
+    row = session.get(SourceState, (chat_id, source))
+    if row is None:
+        row = SourceState(
+            chat_id=chat_id,
+            source=source,
+            position={},
+            state="running",
+            detail="",
+            posts_read=0,
+            requests=0,
+            updated_at=datetime.now(UTC),
+        )
+        session.add(row)
+    return row
+
+
+def _names(session: Session, parsed: Parsed) -> dict[str, tuple[str, str]]:
+    names = {user.id: (user.username, user.name) for user in parsed.users}
+    missing = {r.author_id for r in [*parsed.collected, *parsed.context]} - set(names)
+    if missing:
+        rows = session.execute(
+            select(Account.id, Account.username, Account.name).where(
+                Account.network == NETWORK, Account.id.in_(sorted(missing))
+            )
+        ).all()
+        names.update({row[0]: (row[1], row[2]) for row in rows})
+    return names
+
+
+def _save_tags(session: Session, chat_id: int, tags: dict[str, Tag]) -> None:
+    for post_id, tag in tags.items():
+        row = session.get(ChatPost, (chat_id, NETWORK, post_id))
+        if row is not None and not row.manual:
+            row.question = tag.question
+            row.tag_method = tag.method
+
+
+def _live_post(record: PostRecord, names: dict[str, tuple[str, str]], tag: Tag | None) -> LivePost:
+    username, name = names.get(record.author_id, ("", ""))
+    return LivePost(
+        id=record.id,
+        author_id=record.author_id,
+        username=username,
+        name=name,
+        created_at=record.created_at,
+        kind=record.kind,
+        text=record.text,
+        in_reply_to_id=record.in_reply_to_id,
+        quoted_id=record.quoted_id,
+        retweeted_id=record.retweeted_id,
+        poll_id=record.poll_id,
+        retweet_count=record.retweet_count,
+        like_count=record.like_count,
+        reply_count=record.reply_count,
+        quote_count=record.quote_count,
+        impression_count=record.impression_count,
+        question=tag.question if tag else None,
+        tag_method=tag.method if tag else None,
+    )
+
+
+def _live_posts(session: Session, chat_id: int) -> Iterable[LivePost]:
+    query = (
+        select(ChatPost, Post, Account.username, Account.name)
+        .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
+        .outerjoin(Account, and_(Account.network == Post.network, Account.id == Post.author_id))
+        .where(ChatPost.chat_id == chat_id)
+    )
+    for chat_post, post, username, name in session.execute(query.execution_options(yield_per=2000)):
+        yield LivePost(
+            id=post.id,
+            author_id=post.author_id,
+            username=username or "",
+            name=name or "",
+            created_at=post.created_at,
+            kind=post.kind,
+            text=post.text,
+            in_reply_to_id=post.in_reply_to_id,
+            quoted_id=post.quoted_id,
+            retweeted_id=post.retweeted_id,
+            poll_id=post.poll_id,
+            retweet_count=post.retweet_count,
+            like_count=post.like_count,
+            reply_count=post.reply_count,
+            quote_count=post.quote_count,
+            impression_count=post.impression_count,
+            question=chat_post.question,
+            tag_method=chat_post.tag_method,
+            handled=chat_post.handled,
+            hidden=chat_post.hidden,
+        )
+
+
+def _polls(session: Session, chat_id: int) -> Iterable[PollState]:
+    poll_ids = (
+        select(Post.poll_id)
+        .join(ChatPost, and_(ChatPost.network == Post.network, ChatPost.post_id == Post.id))
+        .where(ChatPost.chat_id == chat_id, Post.poll_id.is_not(None))
+    )
+    for poll in session.scalars(select(Poll).where(Poll.id.in_(poll_ids))):
+        yield PollState(
+            poll.id,
+            poll.voting_status,
+            tuple((o.position, o.label, o.votes) for o in poll.options),
+        )

@@ -1,0 +1,400 @@
+"""A thin async client for the X API v2 endpoints tweetchat reads, and the errors they raise.
+
+It builds the requests (the expansions and fields every page needs for `parse_object`), sends
+them with the bearer token, reads the `x-rate-limit-*` headers, and turns every failure into one
+of the errors below, so that the sources (`x_search`, `x_stream`, `x_refresh`) decide what to do
+from the error's type alone: wait, back off, or stop and say why. It holds no state beyond the
+HTTP connection pool and the last rate-limit headers seen per endpoint.
+
+Exceptions::
+
+    XApiError                  any failure talking to X; `str()` says what happened
+     ├── XNetworkError         no HTTP answer: connection refused or reset, timeout, bad TLS
+     │    └── XStreamStalled   a stream sent neither data nor keep-alive for too long
+     ├── XRateLimited          429: carries `reset_at`, when X says to try again
+     ├── XServerError          5xx: X's side, retry with backoff
+     ├── XAuthError            401/403: wrong token, or the plan lacks the endpoint; do not retry
+     └── XRequestError         other 4xx: a request X will never accept as sent (bad query...)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from app.config import Settings
+
+# What every page of posts asks for: enough for `parse_object` to build posts with their authors,
+# the posts they reference (threads, quotes, retweets), polls and metrics.
+EXPANSIONS = (
+    "author_id,referenced_tweets.id,referenced_tweets.id.author_id,in_reply_to_user_id,"
+    "attachments.poll_ids,entities.mentions.username"
+)
+TWEET_FIELDS = (
+    "id,text,author_id,created_at,conversation_id,public_metrics,referenced_tweets,entities,"
+    "attachments,lang,in_reply_to_user_id,edit_history_tweet_ids"
+)
+USER_FIELDS = "name,username,profile_image_url,verified,verified_type,public_metrics"
+POLL_FIELDS = "id,options,voting_status,end_datetime,duration_minutes"
+
+POST_FIELDS: dict[str, str] = {
+    "expansions": EXPANSIONS,
+    "tweet.fields": TWEET_FIELDS,
+    "user.fields": USER_FIELDS,
+    "poll.fields": POLL_FIELDS,
+}
+
+SEARCH_PATH = "/2/tweets/search/recent"
+STREAM_PATH = "/2/tweets/search/stream"
+RULES_PATH = "/2/tweets/search/stream/rules"
+LOOKUP_PATH = "/2/tweets"
+TRENDS_PATH = "/2/trends/by/woeid/{woeid}"
+
+# Recent search takes at most 100 posts a page, and lookup at most 100 ids a request.
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The `x-rate-limit-*` headers of one response."""
+
+    limit: int | None
+    remaining: int | None
+    reset_at: datetime | None  # when the 15-minute window ends (X sends epoch seconds)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit | None:
+        limit = _int_header(headers, "x-rate-limit-limit")
+        remaining = _int_header(headers, "x-rate-limit-remaining")
+        reset = _int_header(headers, "x-rate-limit-reset")
+        if limit is None and remaining is None and reset is None:
+            return None
+        reset_at = datetime.fromtimestamp(reset, UTC) if reset is not None else None
+        return cls(limit=limit, remaining=remaining, reset_at=reset_at)
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class XApiError(Exception):
+    """A request to X failed. `status` is the HTTP status, or None when there was no answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        endpoint: str = "",
+        rate_limit: RateLimit | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.endpoint = endpoint
+        self.rate_limit = rate_limit
+        self.body = body
+
+
+class XNetworkError(XApiError):
+    """No HTTP answer from X (connection refused or dropped, a timeout)."""
+
+
+class XStreamStalled(XNetworkError):
+    """An open stream sent no byte, not even a keep-alive, within the timeout."""
+
+
+class XRateLimited(XApiError):
+    """429: too many requests (or stream connections) in the window."""
+
+    @property
+    def reset_at(self) -> datetime | None:
+        return self.rate_limit.reset_at if self.rate_limit else None
+
+
+class XServerError(XApiError):
+    """5xx: X failed or is overloaded; the same request may succeed later."""
+
+
+class XAuthError(XApiError):
+    """401/403: the token is wrong, revoked, or its plan lacks this endpoint."""
+
+
+class XRequestError(XApiError):
+    """Another 4xx: X rejects the request itself (an invalid query or time, an unknown id)."""
+
+
+def _problem_text(body: Any) -> str:
+    """X's reason: an RFC 7807 problem's `title: detail`, then in brackets its `reason` and the
+    messages of its `errors` list (where X names the parameter it rejects)."""
+    if not isinstance(body, dict):
+        return ""
+    head = [
+        value
+        for value in (body.get("title"), body.get("detail"))
+        if isinstance(value, str) and value
+    ]
+    extra: list[str] = []
+    if isinstance(body.get("reason"), str):
+        extra.append(body["reason"])
+    errors = body.get("errors")
+    for error in errors[:3] if isinstance(errors, list) else []:
+        if isinstance(error, dict):
+            text = error.get("message") or error.get("detail") or error.get("title")
+            if isinstance(text, str) and text and text not in head:
+                extra.append(text)
+    text = ": ".join(dict.fromkeys(head))
+    if extra and text:
+        return f"{text} ({'; '.join(extra)})"
+    return text or "; ".join(extra)
+
+
+def error_for_response(endpoint: str, response: httpx.Response) -> XApiError:
+    """The error a non-2xx response stands for (its body must have been read)."""
+    status = response.status_code
+    rate_limit = RateLimit.from_headers(response.headers)
+    try:
+        body: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = response.text[:500] if response.content else None
+    reason = _problem_text(body) or response.reason_phrase or "no reason given"
+    message = f"X answered {status} to {endpoint}: {reason}"
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "endpoint": endpoint,
+        "rate_limit": rate_limit,
+        "body": body,
+    }
+    if status == 429:
+        return XRateLimited(message, **kwargs)
+    if status in (401, 403):
+        return XAuthError(message, **kwargs)
+    if status >= 500:
+        return XServerError(message, **kwargs)
+    return XRequestError(message, **kwargs)
+
+
+def network_error(endpoint: str, exc: Exception) -> XNetworkError:
+    kind = type(exc).__name__
+    detail = str(exc) or kind
+    return XNetworkError(f"no answer from X for {endpoint} ({kind}: {detail})", endpoint=endpoint)
+
+
+def x_time(value: datetime) -> str:
+    """X's request time format: RFC 3339 in UTC, to the second."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def chat_query(hashtags: Iterable[str]) -> str:
+    """The search query (and stream rule) of a chat: its hashtags OR'ed, `#LeadingQI OR #QIHour`."""
+    tags: list[str] = []
+    for raw in hashtags:
+        tag = raw.strip()
+        if not tag:
+            continue
+        tag = tag if tag.startswith("#") else f"#{tag}"
+        if tag.lower() not in (known.lower() for known in tags):
+            tags.append(tag)
+    if not tags:
+        raise ValueError("a chat needs at least one hashtag to search for")
+    return " OR ".join(tags)
+
+
+def newest_id(*ids: str | None) -> str | None:
+    """The newest of post ids: ids grow with time, compared as integers (not as strings)."""
+    known = [value for value in ids if value]
+    return max(known, key=int) if known else None
+
+
+class StreamConnection:
+    """An open filtered-stream response: its lines, keep-alives included as empty strings."""
+
+    def __init__(self, response: httpx.Response, endpoint: str) -> None:
+        self._response = response
+        self._endpoint = endpoint
+        self.rate_limit = RateLimit.from_headers(response.headers)
+
+    async def lines(self) -> AsyncIterator[str]:
+        """Each line X sends; ends when X closes the stream, raises XNetworkError if it breaks."""
+        try:
+            async for line in self._response.aiter_lines():
+                yield line
+        except httpx.TimeoutException as exc:
+            raise XStreamStalled(
+                "the stream sent nothing, not even a keep-alive, within the timeout",
+                endpoint=self._endpoint,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise network_error(self._endpoint, exc) from exc
+
+
+class XApi:
+    """The X API v2 endpoints tweetchat uses, over one `httpx.AsyncClient`.
+
+    Use as `async with XApi(url, token) as api:` (or call `aclose()`), so the connections close.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        bearer_token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not bearer_token:
+            raise XAuthError("no X bearer token: set TWEETCHAT_X_BEARER_TOKEN")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.rate_limits: dict[str, RateLimit] = {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {bearer_token}", "User-Agent": "tweetchat"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = 30.0) -> XApi:
+        return cls(settings.x_api_url, settings.x_bearer_token or "", timeout=timeout)
+
+    async def __aenter__(self) -> XApi:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- plain requests -----------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.request(method, path, params=params, json=body)
+        except httpx.TransportError as exc:
+            raise network_error(endpoint, exc) from exc
+        rate_limit = RateLimit.from_headers(response.headers)
+        if rate_limit is not None:
+            self.rate_limits[endpoint] = rate_limit
+        if not response.is_success:
+            raise error_for_response(endpoint, response)
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise XServerError(
+                f"X answered {endpoint} with a body that is not JSON",
+                status=response.status_code,
+                endpoint=endpoint,
+                rate_limit=rate_limit,
+            ) from exc
+        if not isinstance(payload, dict):
+            raise XServerError(
+                f"X answered {endpoint} with JSON that is not an object",
+                status=response.status_code,
+                endpoint=endpoint,
+                rate_limit=rate_limit,
+            )
+        return payload
+
+    async def search_recent(
+        self,
+        query: str,
+        *,
+        since_id: str | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        next_token: str | None = None,
+        max_results: int = MAX_PAGE,
+    ) -> dict[str, Any]:
+        """One page of `GET /2/tweets/search/recent`, newest first."""
+        params = {"query": query, "max_results": str(max(10, min(MAX_PAGE, max_results)))}
+        params.update(POST_FIELDS)
+        if since_id:
+            params["since_id"] = since_id
+        if start_time is not None:
+            params["start_time"] = x_time(start_time)
+        if end_time is not None:
+            params["end_time"] = x_time(end_time)
+        if next_token:
+            params["next_token"] = next_token
+        return await self._request("GET", SEARCH_PATH, endpoint="search", params=params)
+
+    async def lookup(self, ids: Sequence[str]) -> dict[str, Any]:
+        """`GET /2/tweets?ids=...` for at most 100 ids: current metrics and polls."""
+        if not 1 <= len(ids) <= MAX_PAGE:
+            raise ValueError(f"lookup takes 1 to {MAX_PAGE} ids, not {len(ids)}")
+        params = {"ids": ",".join(ids), **POST_FIELDS}
+        return await self._request("GET", LOOKUP_PATH, endpoint="lookup", params=params)
+
+    async def trends(self, woeid: int, *, max_trends: int = 50) -> dict[str, Any]:
+        """`GET /2/trends/by/woeid/{woeid}`: `{"data": [{"trend_name", "tweet_count"}]}`."""
+        params = {"max_trends": str(max_trends), "trend.fields": "trend_name,tweet_count"}
+        path = TRENDS_PATH.format(woeid=int(woeid))
+        return await self._request("GET", path, endpoint="trends", params=params)
+
+    async def get_rules(self) -> list[dict[str, Any]]:
+        """The filtered stream's rules: `[{"id", "value", "tag"?}]`."""
+        payload = await self._request("GET", RULES_PATH, endpoint="rules")
+        data = payload.get("data") or []
+        return [rule for rule in data if isinstance(rule, dict)] if isinstance(data, list) else []
+
+    async def add_rules(self, rules: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """Add `(value, tag)` rules; the answer's `data` lists the created ones with their ids."""
+        body = {"add": [{"value": value, "tag": tag} for value, tag in rules]}
+        return await self._request("POST", RULES_PATH, endpoint="rules", body=body)
+
+    async def delete_rules(self, ids: Sequence[str]) -> dict[str, Any]:
+        body = {"delete": {"ids": list(ids)}}
+        return await self._request("POST", RULES_PATH, endpoint="rules", body=body)
+
+    # -- the stream ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def stream(self, *, read_timeout: float = 20.0) -> AsyncIterator[StreamConnection]:
+        """Open `GET /2/tweets/search/stream`; raises the matching XApiError if X refuses.
+
+        `read_timeout` is how long the stream may stay silent: X sends a keep-alive every 20 s,
+        so no byte for that long means the connection is dead even if TCP has not noticed.
+        """
+        endpoint = "stream"
+        timeout = httpx.Timeout(self.timeout, read=read_timeout)
+        request = self._client.build_request(
+            "GET", STREAM_PATH, params=dict(POST_FIELDS), timeout=timeout
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise network_error(endpoint, exc) from exc
+        try:
+            rate_limit = RateLimit.from_headers(response.headers)
+            if rate_limit is not None:
+                self.rate_limits[endpoint] = rate_limit
+            if not response.is_success:
+                try:
+                    await response.aread()
+                except httpx.TransportError as exc:
+                    raise network_error(endpoint, exc) from exc
+                raise error_for_response(endpoint, response)
+            yield StreamConnection(response, endpoint)
+        finally:
+            await response.aclose()
