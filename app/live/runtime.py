@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -97,6 +97,12 @@ class ChatRuntime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: asyncio.Future[WriteResult] | None = None
+    _status_writes: set[asyncio.Future[None]] = field(default_factory=set)
+    # One thread does all of this chat's database work, in order: a status reported after a
+    # batch is written after it, and SQLite never sees two writers from one chat.
+    _db: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="tweetchat-db")
+    )
 
     @property
     def channel(self) -> str:
@@ -105,7 +111,7 @@ class ChatRuntime:
     # -- start and stop ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        await anyio.to_thread.run_sync(self._load)
+        await asyncio.get_running_loop().run_in_executor(self._db, self._load)
         self._idle.set()
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"ingest:{self.slug}"),
@@ -119,9 +125,11 @@ class ChatRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._inflight is not None:
-            with contextlib.suppress(Exception):
-                await self._inflight
+        for pending in [self._inflight, *self._status_writes]:
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    await pending
+        self._db.shutdown(wait=True)
 
     def _load(self) -> None:
         with self.sessions() as session:
@@ -180,6 +188,15 @@ class ChatRuntime:
         level = logging.WARNING if status.state in ("failing", "stopped") else logging.INFO
         log.log(level, "%s %s: %s %s", self.slug, status.source, status.state, status.detail)
         self._pending_change = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._save_status(status)
+        else:  # never block the event loop on the database
+            self._status_writes.add(loop.run_in_executor(self._db, self._save_status, status))
+            self._status_writes = {f for f in self._status_writes if not f.done()}
+
+    def _save_status(self, status: SourceStatus) -> None:
         with self.sessions.begin() as session:
             row = _source_row(session, self.chat_id, status.source)
             row.state = status.state
@@ -201,13 +218,17 @@ class ChatRuntime:
                 batches.append(self._queue.get_nowait())
             # The write runs in a thread that cannot be interrupted: keep hold of it so that
             # `stop` waits for it to commit before the engine is closed.
-            self._inflight = asyncio.get_running_loop().run_in_executor(None, self._write, batches)
+            self._inflight = asyncio.get_running_loop().run_in_executor(
+                self._db, self._write, batches
+            )
             try:
                 result = await asyncio.shield(self._inflight)
             except Exception:
                 # The batch stays unstored and its position unsaved: the source re-reads it after
-                # a restart. Keep serving the chat.
+                # a restart. The tagger may have taken posts the database has not: start again
+                # from what the database holds, and keep serving the chat.
                 log.exception("%s: could not store a batch of %d", self.slug, len(batches))
+                await asyncio.get_running_loop().run_in_executor(self._db, self._load)
             else:
                 self._apply(result, batches)
             if self._queue.empty():
@@ -248,8 +269,9 @@ class ChatRuntime:
             questions_before = self.tagger.question_posts()
             changed = self.tagger.add(inputs)
             newly = {record.id for record in stored.newly_collected}
-            collected = self.collected | newly
-            retagged = {pid: tag for pid, tag in changed.items() if pid in collected}
+            retagged = {
+                pid: tag for pid, tag in changed.items() if pid in self.collected or pid in newly
+            }
             # A post met as context before is tagged already: its tag did not change now, but
             # the chat has just collected it.
             for pid in newly:
@@ -267,7 +289,8 @@ class ChatRuntime:
                 row.posts_read += batch.posts_read
                 row.requests += batch.requests
                 row.updated_at = now
-        self.collected = collected
+        # After the commit only: a failed write leaves the set as the database has it.
+        self.collected.update(newly)
         new_posts = [
             _live_post(record, names, retagged.get(record.id)) for record in stored.newly_collected
         ]

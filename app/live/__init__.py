@@ -1,0 +1,1 @@
+"""The live chat: incremental figures, the ingest runtime, the hub and pub/sub for updates."""
