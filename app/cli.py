@@ -101,15 +101,22 @@ def run(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")  # fail() always raises
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tweetchat {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
     ] = False,
 ) -> None:
-    if version:
-        typer.echo(f"tweetchat {__version__}")
-        raise typer.Exit()
+    """Collect, tag and count hashtag tweetchats; show them live; report afterwards."""
 
 
 @chat_app.command("create")

@@ -183,3 +183,53 @@ def test_replay_resumes_without_doubling(
     assert (collected_live, stats["original_tweets"] + stats["retweets"]) == (343, 343)
     stats = json.loads(cli("stats", "qi", "--window", "all", "--json").output)
     assert stats["original_tweets"] + stats["retweets"] == 343
+
+
+def test_live_metrics_keep_the_largest_copy_seen(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post first met as context with more retweets than its later collected copy: the live
+    figures must rank it as the database does (largest copy)."""
+    from app.ingest.parse import parse_object
+    from app.sources.base import SourceBatch
+
+    monkeypatch.chdir(tmp_path)
+    create_chat(make_cli_runner(sqlite_url), "qi")
+    users = [
+        {"id": "1", "username": "amy", "name": "Amy"},
+        {"id": "2", "username": "bo", "name": "Bo"},
+    ]
+    original: dict[str, Any] = {
+        "id": "1640777000000000001", "author_id": "1", "created_at": "2023-03-28T18:10:00.000Z",
+        "text": "A2: leaders go first #LeadingQI",
+        "public_metrics": {"retweet_count": 250, "reply_count": 0, "like_count": 9, "quote_count": 0},
+    }  # fmt: skip
+    quote = {
+        "id": "1640777000000000002", "author_id": "2", "created_at": "2023-03-28T18:11:00.000Z",
+        "text": "So true #LeadingQI", "referenced_tweets": [{"type": "quoted", "id": original["id"]}],
+    }  # fmt: skip
+    older_copy = {
+        **original,
+        "public_metrics": {**original["public_metrics"], "retweet_count": 240},
+    }
+    first = parse_object({"data": [quote], "includes": {"users": users, "tweets": [original]}})
+    later = parse_object({"data": [older_copy], "includes": {"users": users}})
+
+    with HubServer(Settings(database_url=sqlite_url)) as server:
+        assert server.hub is not None
+        hub = server.hub
+
+        async def feed() -> dict[str, Any]:
+            runtime = await hub.runtime("qi")
+            await runtime.emit(SourceBatch("replay", first))
+            await runtime.drained()  # two separate writes, as two responses minutes apart
+            await runtime.emit(SourceBatch("replay", later))
+            await runtime.drained()
+            return runtime.snapshot()
+
+        snapshot = server.call(feed())
+        with httpx.Client(base_url=server.url) as http:
+            stored = http.get("/api/chats/qi/stats?window=all").json()
+    top = {t["id"]: t["retweets"] for t in snapshot["figures_all"]["top_tweets"]}
+    assert top[original["id"]] == 250
+    assert snapshot["figures_all"] == stored

@@ -85,3 +85,10 @@ def test_dockerfile_installs_and_serves_as_non_root() -> None:
     assert user and user[-1] not in ("root", "0")
     assert "EXPOSE 8000" in dockerfile
     assert '"tweetchat", "serve", "--host", "0.0.0.0", "--port", "8000"' in dockerfile
+
+
+def test_version_option() -> None:
+    from app import __version__
+
+    result = CliRunner().invoke(cli_app, ["--version"])
+    assert (result.exit_code, result.output.strip()) == (0, f"tweetchat {__version__}")

@@ -282,6 +282,9 @@ class ChatRuntime:
                 chat = get_chat(session, self.slug)
                 record_question_posts(session, chat, self.tagger)
                 questions = {q.number: q.text for q in chat.questions}
+            # The store keeps the largest metrics of every copy seen, context copies included:
+            # newly collected posts enter the live figures with those.
+            metrics = _stored_metrics(session, newly)
             for batch in batches:
                 row = _source_row(session, self.chat_id, batch.source)
                 if batch.position:
@@ -292,7 +295,8 @@ class ChatRuntime:
         # After the commit only: a failed write leaves the set as the database has it.
         self.collected.update(newly)
         new_posts = [
-            _live_post(record, names, retagged.get(record.id)) for record in stored.newly_collected
+            _live_post(record, names, retagged.get(record.id), metrics.get(record.id))
+            for record in stored.newly_collected
         ]
         seen_again = [r for r in parsed.collected if r.id not in newly]
         polls = [
@@ -475,8 +479,41 @@ def _save_tags(session: Session, chat_id: int, tags: dict[str, Tag]) -> None:
             row.tag_method = tag.method
 
 
-def _live_post(record: PostRecord, names: dict[str, tuple[str, str]], tag: Tag | None) -> LivePost:
+Metrics = tuple[int, int, int, int, int | None]  # retweets, likes, replies, quotes, impressions
+
+
+def _stored_metrics(session: Session, ids: set[str]) -> dict[str, Metrics]:
+    found: dict[str, Metrics] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 1000):
+        rows = session.execute(
+            select(
+                Post.id,
+                Post.retweet_count,
+                Post.like_count,
+                Post.reply_count,
+                Post.quote_count,
+                Post.impression_count,
+            ).where(Post.network == NETWORK, Post.id.in_(ordered[start : start + 1000]))
+        ).all()
+        found.update({row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows})
+    return found
+
+
+def _live_post(
+    record: PostRecord,
+    names: dict[str, tuple[str, str]],
+    tag: Tag | None,
+    metrics: Metrics | None = None,
+) -> LivePost:
     username, name = names.get(record.author_id, ("", ""))
+    retweets, likes, replies, quotes, impressions = metrics or (
+        record.retweet_count,
+        record.like_count,
+        record.reply_count,
+        record.quote_count,
+        record.impression_count,
+    )
     return LivePost(
         id=record.id,
         author_id=record.author_id,
@@ -489,11 +526,11 @@ def _live_post(record: PostRecord, names: dict[str, tuple[str, str]], tag: Tag |
         quoted_id=record.quoted_id,
         retweeted_id=record.retweeted_id,
         poll_id=record.poll_id,
-        retweet_count=record.retweet_count,
-        like_count=record.like_count,
-        reply_count=record.reply_count,
-        quote_count=record.quote_count,
-        impression_count=record.impression_count,
+        retweet_count=retweets,
+        like_count=likes,
+        reply_count=replies,
+        quote_count=quotes,
+        impression_count=impressions,
         question=tag.question if tag else None,
         tag_method=tag.method if tag else None,
     )
