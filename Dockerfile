@@ -11,6 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY migrations ./migrations
+COPY frontend ./frontend
 RUN pip install . \
     && useradd --create-home --uid 10001 tweetchat \
     && mkdir /data \

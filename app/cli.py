@@ -37,6 +37,7 @@ from app.db.engine import open_database
 from app.errors import InvalidInput, TweetchatError
 from app.export import FORMATS, export_chat
 from app.ingest.importer import ImportReport, import_files
+from app.panel import create_panel_token
 from app.stats import WINDOWS, chat_stats, check_window
 
 if TYPE_CHECKING:
@@ -375,6 +376,25 @@ def export(
 
     count = run(action)
     _console().print(f"Wrote {count} post(s) to {output}.")
+
+
+@app.command("panel-token")
+def panel_token(
+    slug: Annotated[str, typer.Argument(help="The chat.")],
+    name: Annotated[str, typer.Option(help="Who the token is for, shown on claims.")],
+) -> None:
+    """Create a panel member's token for a chat (printed once; only its hash is kept).
+
+    Example: tweetchat panel-token leadingqi-2023-03 --name Helen
+    """
+
+    def action() -> str:
+        with database() as sessions, sessions.begin() as session:
+            return create_panel_token(session, slug=slug, name=name)
+
+    token = run(action)
+    _console().print(f"Panel token for {name} on {slug} (shown once):", soft_wrap=True)
+    sys.stdout.write(token + "\n")
 
 
 @app.command("serve")

@@ -78,7 +78,7 @@ def test_cli_help_lists_the_product_commands() -> None:
 def test_dockerfile_installs_and_serves_as_non_root() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11", dockerfile, flags=re.MULTILINE)
-    for path in ("pyproject.toml", "app", "migrations"):
+    for path in ("pyproject.toml", "app", "migrations", "frontend"):
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", dockerfile, flags=re.MULTILINE), path
     assert "pip install ." in dockerfile
     user = re.findall(r"^USER (\S+)", dockerfile, flags=re.MULTILINE)

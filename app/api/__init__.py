@@ -59,8 +59,11 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
     async def _domain_error(_request: Request, exc: TweetchatError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
 
-    from app.api.routes import chats, live
+    from app.api.routes import chats, live, pages, panel
 
     app.include_router(chats.router)
+    app.include_router(panel.router)
     app.include_router(live.router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static, name="static")
     return app

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -77,6 +78,20 @@ class Chat(Base):
     source: Mapped[str] = mapped_column(String(16), default="none")
     series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
+    # The big screen: shown without a credential?, how posts reach it, what never does.
+    screen_public: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    screen_mode: Mapped[str] = mapped_column(
+        String(16), default="immediate", server_default="immediate"
+    )
+    screen_delay: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    blocked_words: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    blocked_accounts: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    # The host's choice of current question (None: the latest question post decides).
+    current_question: Mapped[int | None] = mapped_column(Integer)
 
     series: Mapped[Series | None] = relationship(back_populates="chats")
     questions: Mapped[list[Question]] = relationship(
@@ -173,6 +188,9 @@ class ChatPost(Base):
     handled: Mapped[bool] = mapped_column(Boolean, default=False)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     collected_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    pinned_at: Mapped[datetime | None]
+    approved: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Poll(Base):
@@ -237,3 +255,15 @@ class TrendSnapshot(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     # [{"name": "#QIHour", "tweet_count": 1234 | None}, ...] in rank order.
     trends: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class PanelToken(Base):
+    """A panel member's credential for one chat; only its SHA-256 is stored."""
+
+    __tablename__ = "panel_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]

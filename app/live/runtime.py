@@ -13,28 +13,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chats import get_chat
-from app.db.models import Account, ChatPost, Poll, Post, SourceState
+from app.db.models import Account, Chat, ChatPost, Poll, Post, SourceState
 from app.export import chat_info
 from app.ingest.parse import NETWORK, Parsed, PostRecord
 from app.ingest.store import store_parsed
 from app.ingest.tagger import Tag, Tagger, TagInput
-from app.ingest.tagging import load_tagger, record_question_posts
+from app.ingest.tagging import load_tagger, record_question_posts, retag_chat
 from app.live.figures import LiveFigures, LivePost, PollState
 from app.live.pubsub import Broadcast
+from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
+from app.panel import screen_settings, set_manual_tag, update_screen
 from app.sources.base import ChatTarget, SourceBatch, SourceStatus
 from app.stats import Window, chat_trending, iso_time
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
 MAX_MERGE = 50  # batches written in one transaction when they queue up
@@ -86,6 +90,8 @@ class ChatRuntime:
     collected: set[str] = field(default_factory=set)
     poll_posts: set[str] = field(default_factory=set)  # collected non-retweets carrying a poll
     _nameless: set[str] = field(default_factory=set)  # posts the tagger holds without an author
+    screen: ScreenState = field(default_factory=ScreenState)
+    _queue_sent: dict[str, str | None] = field(default_factory=dict)  # unanswered id → claim
     sources: dict[str, SourceView] = field(default_factory=dict)
     trending: list[dict[str, Any]] = field(default_factory=list)
     trends_note: str = "no trends read"
@@ -168,6 +174,49 @@ class ChatRuntime:
                     requests=state.requests,
                 )
             self.trending, self.trends_note = chat_trending(session, chat)
+            self._load_screen(session, chat)
+
+    def _load_screen(self, session: Session, chat: Chat) -> None:
+        screen = ScreenState()
+        screen.configure(ScreenSettings.from_dict(screen_settings(chat)))
+        marks = session.execute(
+            select(
+                ChatPost.post_id,
+                ChatPost.hidden,
+                ChatPost.approved,
+                ChatPost.claimed_by,
+                ChatPost.pinned_at,
+            ).where(
+                ChatPost.chat_id == chat.id,
+                or_(
+                    ChatPost.hidden.is_(True),
+                    ChatPost.approved.is_(True),
+                    ChatPost.claimed_by.is_not(None),
+                    ChatPost.pinned_at.is_not(None),
+                ),
+            )
+        ).all()
+        pins = []
+        for post_id, hidden, approved, claimed_by, pinned_at in marks:
+            if hidden:
+                screen.hidden.add(post_id)
+            if approved:
+                screen.approved.add(post_id)
+            if claimed_by:
+                screen.claims[post_id] = claimed_by
+            if pinned_at is not None:
+                pins.append((pinned_at, post_id))
+        screen.pinned = [post_id for _, post_id in sorted(pins, reverse=True)]
+        assert self.figures is not None
+        # The wall after a restart: the newest posts the screen allows, as they stood.
+        recent = [p for p in self.figures.latest(WALL_SIZE * 4) if screen.allows(p)]
+        if screen.settings.mode == "approval":
+            recent = [p for p in recent if p["id"] in screen.approved]
+        for post in reversed(recent[:WALL_SIZE]):
+            screen.wall.append(post["id"])
+        screen.take_changes()
+        self.screen = screen
+        self._queue_sent = {}
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -334,10 +383,13 @@ class ChatRuntime:
             view = self.sources.setdefault(batch.source, SourceView())
             view.posts_read += batch.posts_read
             view.requests += batch.requests
+        now = time.monotonic()
         for post in sorted(result.new_posts, key=lambda p: (p.created_at, int(p.id))):
             item = figures.post(post.id)
             if item is not None and not post.hidden:
                 self._pending_posts.append(item)
+                self.screen.arrive(item, now)
+        self.screen.changed.add("queue")
         self._pending_change = True
 
     # -- updates ----------------------------------------------------------------------------
@@ -345,27 +397,180 @@ class ChatRuntime:
     async def _flusher(self) -> None:
         while True:
             await asyncio.sleep(1 / UPDATES_PER_SECOND)
-            if self._pending_change:
+            if self.screen.held:
+                self.screen.release_due(time.monotonic())
+            if self._pending_change or self.screen.wall_add or self.screen.wall_remove:
                 self.flush()
 
     def flush(self) -> None:
         self._pending_change = False
         posts, self._pending_posts = self._pending_posts, []
         tags, self._pending_tags = self._pending_tags, {}
+        added, removed, changed = self.screen.take_changes()
+        message: dict[str, Any] = {
+            "type": "update",
+            "seq": self.seq + 1,
+            "posts": posts,
+            "retagged": [
+                {"id": pid, "question": tag.question, "tag_method": tag.method}
+                for pid, tag in tags.items()
+            ],
+            **self._state(),
+        }
+        if added or removed:
+            message["wall_add"] = self._posts(added)
+            message["wall_remove"] = removed
+        if "pinned" in changed:
+            message["pinned"] = self._posts(self.screen.pinned)
+        if "screen" in changed:
+            message["screen"] = self.screen.settings.as_dict()
+        if "queue" in changed or tags:
+            upsert, gone = self._queue_diff()
+            if upsert or gone:
+                message["queue_upsert"] = upsert
+                message["queue_remove"] = gone
         self.seq += 1
-        self.broadcast.publish(
-            self.channel,
-            {
-                "type": "update",
-                "seq": self.seq,
-                "posts": posts,
-                "retagged": [
-                    {"id": pid, "question": tag.question, "tag_method": tag.method}
-                    for pid, tag in tags.items()
-                ],
-                **self._state(),
-            },
-        )
+        self.broadcast.publish(self.channel, message)
+
+    # -- the screen and the panel ---------------------------------------------------------------
+
+    def _posts(self, ids: list[str]) -> list[dict[str, Any]]:
+        assert self.figures is not None
+        found = (self.figures.post(post_id) for post_id in ids)
+        return [post for post in found if post is not None]
+
+    def panel_post(self, post: dict[str, Any]) -> dict[str, Any]:
+        post_id = post["id"]
+        return {
+            **post,
+            "claimed_by": self.screen.claims.get(post_id),
+            "hidden": post_id in self.screen.hidden,
+            "pinned": post_id in self.screen.pinned,
+            "approved": post_id in self.screen.approved,
+            "on_screen": post_id in self.screen.wall,
+            "held": post_id in self.screen.held,
+        }
+
+    def queue(self) -> list[dict[str, Any]]:
+        assert self.figures is not None
+        return [self.panel_post(p) for p in self.figures.unanswered(limit=QUEUE_SIZE)]
+
+    def _queue_diff(self) -> tuple[list[dict[str, Any]], list[str]]:
+        current = self.queue()
+        now = {p["id"]: p["claimed_by"] for p in current}
+        upsert = [
+            p
+            for p in current
+            if p["id"] not in self._queue_sent or self._queue_sent[p["id"]] != p["claimed_by"]
+        ]
+        gone = [post_id for post_id in self._queue_sent if post_id not in now]
+        self._queue_sent = now
+        return upsert, gone
+
+    async def run_db(self, work: Callable[[], T]) -> T:
+        """Run `work` on this chat's database thread, after the writes queued before it."""
+        result: T = await asyncio.get_running_loop().run_in_executor(self._db, work)
+        return result
+
+    async def post_action(
+        self, post_id: str, action: Callable[[Session, Chat], ChatPost]
+    ) -> dict[str, Any]:
+        """Apply a panel action in the database, then to what the pages show."""
+
+        def write() -> tuple[ChatPost, list[str]]:
+            with self.sessions.begin() as session:
+                chat = get_chat(session, self.slug)
+                row = action(session, chat)
+                session.flush()
+                pins = session.scalars(
+                    select(ChatPost.post_id)
+                    .where(ChatPost.chat_id == chat.id, ChatPost.pinned_at.is_not(None))
+                    .order_by(ChatPost.pinned_at.desc())
+                ).all()
+                session.expunge(row)
+                return row, list(pins)
+
+        row, pins = await self.run_db(write)
+        figures = self.figures
+        assert figures is not None
+        post = figures.post(post_id)
+        assert post is not None
+        figures.set_handled(post_id, row.handled)
+        self.screen.changed.add("queue")
+        if row.hidden != (post_id in self.screen.hidden):
+            figures.set_hidden(post_id, row.hidden)
+            self.screen.hide(post_id, row.hidden)
+        if row.approved != (post_id in self.screen.approved):
+            self.screen.approve(post, row.approved)
+        if self.screen.claims.get(post_id) != row.claimed_by:
+            self.screen.claim(post_id, row.claimed_by)
+        self.screen.set_pins([p for p in pins if p not in self.screen.hidden])
+        self._pending_change = True
+        return self.panel_post(post) | {"handled": row.handled, "manual": row.manual}
+
+    async def tag_action(
+        self, post_id: str, question: int | None, *, manual: bool
+    ) -> dict[str, Any]:
+        """A manual tag (or its removal): the post and the replies that inherit it."""
+        assert self.tagger is not None
+
+        def write() -> dict[str, Tag]:
+            assert self.tagger is not None
+            with self.sessions.begin() as session:
+                chat = get_chat(session, self.slug)
+                set_manual_tag(session, chat, post_id, question, manual=manual)
+                if manual:
+                    changed = self.tagger.set_manual(post_id, question)
+                else:
+                    changed = self.tagger.clear_manual(post_id)
+                changed = {pid: tag for pid, tag in changed.items() if pid in self.collected}
+                _save_tags(session, self.chat_id, changed)
+                if not manual:
+                    row = session.get(ChatPost, (self.chat_id, NETWORK, post_id))
+                    assert row is not None
+                    tag = self.tagger.tag(post_id)
+                    row.question, row.tag_method = tag.question, tag.method
+                    changed[post_id] = tag
+                return changed
+
+        changed = await self.run_db(write)
+        assert self.figures is not None
+        for pid, tag in changed.items():
+            self.figures.set_tag(pid, tag.question, tag.method)
+            self._pending_tags[pid] = tag
+        self.screen.changed.add("queue")
+        self._pending_change = True
+        post = self.figures.post(post_id)
+        assert post is not None
+        return self.panel_post(post) | {"manual": manual}
+
+    async def screen_action(self, changes: dict[str, Any]) -> dict[str, Any]:
+        def write() -> dict[str, Any]:
+            with self.sessions.begin() as session:
+                return update_screen(session, get_chat(session, self.slug), changes)
+
+        settings = await self.run_db(write)
+        self.screen.configure(ScreenSettings.from_dict(settings))
+        for post in self._posts(list(self.screen.wall)):
+            if not self.screen.allows(post):
+                self.screen.hide_from_wall(post["id"])
+        if settings["mode"] == "immediate":
+            for post_id in list(self.screen.held):
+                self.screen.held[post_id] = 0.0
+        self.info["screen"] = settings
+        self._pending_change = True
+        return settings
+
+    async def reload(self) -> None:
+        """Read the chat again after a change of its run of show (tags recomputed)."""
+
+        def write() -> None:
+            with self.sessions.begin() as session:
+                retag_chat(session, get_chat(session, self.slug))
+            self._load()
+
+        await self.run_db(write)
+        self._pending_change = True
 
     def _state(self) -> dict[str, Any]:
         figures = self.figures
@@ -387,18 +592,30 @@ class ChatRuntime:
     def snapshot(self) -> dict[str, Any]:
         figures = self.figures
         assert figures is not None
+        self._queue_sent = {}
+        queue = self.queue()
         return {
             "type": "snapshot",
             "seq": self.seq,
             "chat": self.info,
             "latest": figures.latest(LATEST),
             **self._state(),
+            "screen": self.screen.settings.as_dict(),
+            "wall": list(reversed(self._posts(list(self.screen.wall)))),
+            "pinned": self._posts(self.screen.pinned),
+            "queue": queue,
         }
 
     def current_question(self) -> dict[str, Any] | None:
-        """The last question started by the time of the newest collected post."""
+        """The host's choice, or the last question started by the time of the newest post."""
         if self.tagger is None or self.figures is None:
             return None
+        chosen = self.screen.settings.current_question
+        if chosen is not None:
+            starts = self.tagger.question_starts()
+            text = next((q["text"] for q in self.info["questions"] if q["number"] == chosen), "")
+            since = iso_time(starts[chosen]) if chosen in starts else None
+            return {"number": chosen, "text": text, "since": since, "chosen": True}
         newest = self.figures.latest(1)
         if not newest:
             return None

@@ -15,8 +15,10 @@ import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from app.errors import UnknownChat
+from app.chats import get_chat
+from app.errors import TweetchatError, UnknownChat
 from app.live.hub import LiveHub
+from app.panel import authenticate
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -38,6 +40,23 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
     except UnknownChat as exc:
         await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
         return
+    if not runtime.screen.settings.public:
+        token = websocket.query_params.get("token")
+
+        def check() -> None:
+            with runtime.sessions() as session:
+                authenticate(
+                    session,
+                    chat=get_chat(session, slug),
+                    token=token,
+                    admin_token=hub.settings.admin_token,
+                )
+
+        try:
+            await runtime.run_db(check)
+        except TweetchatError as exc:
+            await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
+            return
     async with hub.broadcast.subscribe(runtime.channel) as subscription:
         # Subscribed before the snapshot is taken: nothing published after it is missed.
         await websocket.send_json(runtime.snapshot())
