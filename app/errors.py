@@ -2,6 +2,8 @@
 one JSON shape, `{"error": {"code", "message"}}`, and the CLI prints the message and exits 2.
 
     TweetchatError
+     ├── Unauthorized        401  no credential, or an unknown one
+     ├── Forbidden           403  a credential that does not reach this chat or action
      ├── NotFound            404  unknown chat, post, series
      ├── Conflict            409  a chat with that slug exists
      ├── InvalidInput        422  bad dates, slugs, hashtags, options
@@ -19,6 +21,16 @@ class TweetchatError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class Unauthorized(TweetchatError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(TweetchatError):
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(TweetchatError):

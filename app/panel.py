@@ -20,21 +20,11 @@ from sqlalchemy.orm import Session
 
 from app.chats import QuestionPlan, get_chat
 from app.db.models import Chat, ChatPost, PanelToken, Question
-from app.errors import Conflict, InvalidInput, NotFound, TweetchatError
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from app.ingest.parse import NETWORK
 
 SCREEN_MODES = ("immediate", "delay", "approval")
 MAX_PINNED = 3
-
-
-class Unauthorized(TweetchatError):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(TweetchatError):
-    status = 403
-    code = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)
