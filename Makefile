@@ -24,7 +24,13 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The browser tests drive Debian's Chromium (never a downloaded one): install it when missing.
 test: lint
+	@command -v chromium >/dev/null || { \
+	  echo "make test: installing Chromium (Debian's package) for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/pytest
 
 clean:

@@ -466,13 +466,21 @@ def replay(
     _run_server(settings, host, port, start)
 
 
-def _print_urls(slug: str, host: str, port: int, headline: str) -> None:
+def _print_urls(
+    slug: str, host: str, port: int, headline: str, panel_token: str | None = None
+) -> None:
     base = f"http://{host}:{port}"
     console = _console()
     console.print(headline, soft_wrap=True)
+    console.print(f"Figures:      {base}/api/chats/{slug}/stats", soft_wrap=True)
     console.print(f"Live updates: ws://{host}:{port}/ws/chats/{slug}", soft_wrap=True)
-    console.print(f"Posts:        {base}/api/chats/{slug}/posts", soft_wrap=True)
-    console.print(f"Open {base}/api/chats/{slug}/stats", soft_wrap=True)
+    if panel_token:
+        console.print(
+            f"Panel:        {base}/chats/{slug}/panel (token {panel_token})", soft_wrap=True
+        )
+    else:
+        console.print(f"Panel:        {base}/chats/{slug}/panel", soft_wrap=True)
+    console.print(f"Open {base}/chats/{slug}/screen", soft_wrap=True)
 
 
 @app.command("demo")
@@ -497,16 +505,17 @@ def demo(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database_file}{suffix}").unlink(missing_ok=True)
 
-    def action() -> tuple[str, Any]:
+    def action() -> tuple[str, str, Any]:
         engine, sessions = open_database(url)
         try:
             with sessions.begin() as session:
                 slug = create_demo_chat(session)
+                token = create_panel_token(session, slug=slug, name="Demo panel")
         finally:
             engine.dispose()
-        return slug, load_timeline(DEMO_ARCHIVE)
+        return slug, token, load_timeline(DEMO_ARCHIVE)
 
-    slug, timeline = run(action)
+    slug, token, timeline = run(action)
 
     async def start(hub: LiveHub) -> None:
         await hub.start_replay(slug, timeline, speed=speed, max_gap=2.0)
@@ -516,6 +525,7 @@ def demo(
         host,
         port,
         f"Demo chat {slug} ({database_file}): replaying {len(timeline.posts)} posts at {speed:g}x.",
+        panel_token=token,
     )
     _run_server(Settings(database_url=url), host, port, start)
 

@@ -203,7 +203,7 @@ def chat_trending(session: Session, chat: Chat) -> tuple[list[dict[str, Any]], s
         .limit(1)
     )
     if latest is None:
-        return [], "no trends read"
+        return [], ""  # no trends source (an import, a replay): nothing to say
     return trending_of(latest, chat.hashtags)
 
 

@@ -100,3 +100,11 @@ def test_chats_listing(client: tuple[httpx.Client, CliRunnerFn]) -> None:
     assert chat["hashtags"] == ["#LeadingQI", "#QIHour"]
     assert [q["number"] for q in chat["questions"]] == [1, 2, 3, 4, 5, 6]  # found from host posts
     assert all(q["post_id"] for q in chat["questions"])
+
+
+def test_validation_errors_have_the_same_shape(client: tuple[httpx.Client, CliRunnerFn]) -> None:
+    http, _ = client
+    response = http.get("/api/chats/qi/posts?limit=0")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input" and "limit" in error["message"]

@@ -32,3 +32,27 @@ def test_demo_loads(tmp_path: Path) -> None:
         assert [q["number"] for q in figures["questions"]] == [1, 2, 3, 4, 5, 6]
     finally:
         engine.dispose()
+
+
+def test_demo_command_ends_with_the_url_to_open(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import app.cli as cli_module
+
+    started: list[tuple[str, int]] = []
+    monkeypatch.setattr(
+        cli_module,
+        "_run_server",
+        lambda settings, host, port, hook=None: started.append((host, port)),
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli_module.app, ["demo", "--port", "8123"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == "Open http://127.0.0.1:8123/chats/demo/screen"
+    assert any(
+        line.startswith("Panel:        http://127.0.0.1:8123/chats/demo/panel (token ")
+        for line in lines
+    )
+    assert started == [("127.0.0.1", 8123)]
+    assert (tmp_path / "tweetchat-demo.db").exists()

@@ -96,7 +96,8 @@ async def next_update(ws: Any, key: str, timeout: float = 5, empty: bool = False
 
 
 def test_actions_reach_every_open_page(server: HubServer) -> None:
-    ws_url = server.url.replace("http://", "ws://") + "/ws/chats/qi"
+    public_url = server.url.replace("http://", "ws://") + "/ws/chats/qi"
+    ws_url = f"{public_url}?token={ADMIN}"  # panel pages; the queue is for them only
 
     async def scenario() -> None:
         async with (
@@ -107,6 +108,8 @@ def test_actions_reach_every_open_page(server: HubServer) -> None:
             first = json.loads(await page1.recv())
             json.loads(await page2.recv())
             assert A3_CATH in {p["id"] for p in first["queue"]}
+            async with websockets.connect(public_url, max_size=2**24) as viewer:
+                assert "queue" not in json.loads(await viewer.recv())
             helen = (
                 await http.post(
                     "/api/chats/qi/panel-tokens", json={"name": "Helen"}, headers=auth(ADMIN)
@@ -174,6 +177,7 @@ def test_actions_reach_every_open_page(server: HubServer) -> None:
             assert hidden.status_code == 200
             update = await next_update(page1, "pinned", empty=True)
             assert update["pinned"] == []  # a hidden post leaves the screen, pins included
+            assert A2_HELEN in update["hidden"]  # and the screen leaves it out of its top lists
             # Still counted: hiding is about the screen, not the figures.
             assert update["figures"]["top_tweets"][0]["id"] == A2_HELEN
 

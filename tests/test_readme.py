@@ -28,6 +28,10 @@ def test_readme_gives_the_run_and_test_commands() -> None:
     assert re.search(r"^test: lint$", makefile, flags=re.MULTILINE)
     test_recipe = makefile.split("\ntest: lint", 1)[1].split("\n\n", 1)[0]
     assert "pytest" in test_recipe
+    # The browser tests' Chromium is Debian's package, installed before pytest when missing.
+    install = test_recipe.find("apt-get install -y -qq chromium")
+    assert "command -v chromium" in test_recipe and 0 <= install < test_recipe.find("pytest")
+    assert "playwright install" not in makefile
     lint_recipe = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
     for tool in ("ruff check", "ruff format --check", "mypy"):
         assert tool in lint_recipe

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,6 +59,14 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
     @app.exception_handler(TweetchatError)
     async def _domain_error(_request: Request, exc: TweetchatError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'request'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return JSONResponse(error_body("invalid_input", problems), status_code=422)
 
     from app.api.routes import chats, live, pages, panel
 

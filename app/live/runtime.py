@@ -44,6 +44,8 @@ QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
 MAX_MERGE = 50  # batches written in one transaction when they queue up
 UPDATES_PER_SECOND = 4
 LATEST = 50
+# What a page shows of an unanswered post that can change while it waits.
+QUEUE_SHOWN = ("claimed_by", "hidden", "pinned", "approved", "on_screen", "held", "question")
 
 
 @dataclass(slots=True)
@@ -91,10 +93,11 @@ class ChatRuntime:
     poll_posts: set[str] = field(default_factory=set)  # collected non-retweets carrying a poll
     _nameless: set[str] = field(default_factory=set)  # posts the tagger holds without an author
     screen: ScreenState = field(default_factory=ScreenState)
-    _queue_sent: dict[str, str | None] = field(default_factory=dict)  # unanswered id → claim
+    # Unanswered id → what the pages were last sent of it (claim, marks, on screen, tag).
+    _queue_sent: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     sources: dict[str, SourceView] = field(default_factory=dict)
     trending: list[dict[str, Any]] = field(default_factory=list)
-    trends_note: str = "no trends read"
+    trends_note: str = ""
     seq: int = 0
     _queue: asyncio.Queue[SourceBatch] = field(default_factory=lambda: asyncio.Queue(QUEUE_BATCHES))
     _pending_posts: list[dict[str, Any]] = field(default_factory=list)
@@ -216,7 +219,7 @@ class ChatRuntime:
             screen.wall.append(post["id"])
         screen.take_changes()
         self.screen = screen
-        self._queue_sent = {}
+        self._queue_sent = {p["id"]: self._queue_key(p) for p in self.queue()}
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -424,7 +427,12 @@ class ChatRuntime:
             message["pinned"] = self._posts(self.screen.pinned)
         if "screen" in changed:
             message["screen"] = self.screen.settings.as_dict()
-        if "queue" in changed or tags:
+        if "hidden" in changed:
+            message["hidden"] = sorted(self.screen.hidden)
+        if "chat" in changed:
+            message["chat"] = self.info
+        # A queued post's marks change with the actions, and its "on screen" with the wall.
+        if "queue" in changed or "pinned" in changed or tags or added or removed:
             upsert, gone = self._queue_diff()
             if upsert or gone:
                 message["queue_upsert"] = upsert
@@ -455,14 +463,14 @@ class ChatRuntime:
         assert self.figures is not None
         return [self.panel_post(p) for p in self.figures.unanswered(limit=QUEUE_SIZE)]
 
+    @staticmethod
+    def _queue_key(post: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(post[k] for k in QUEUE_SHOWN)
+
     def _queue_diff(self) -> tuple[list[dict[str, Any]], list[str]]:
         current = self.queue()
-        now = {p["id"]: p["claimed_by"] for p in current}
-        upsert = [
-            p
-            for p in current
-            if p["id"] not in self._queue_sent or self._queue_sent[p["id"]] != p["claimed_by"]
-        ]
+        now = {p["id"]: self._queue_key(p) for p in current}
+        upsert = [p for p in current if self._queue_sent.get(p["id"]) != now[p["id"]]]
         gone = [post_id for post_id in self._queue_sent if post_id not in now]
         self._queue_sent = now
         return upsert, gone
@@ -570,6 +578,7 @@ class ChatRuntime:
             self._load()
 
         await self.run_db(write)
+        self.screen.changed.add("chat")  # the run of show reaches open pages
         self._pending_change = True
 
     def _state(self) -> dict[str, Any]:
@@ -592,8 +601,11 @@ class ChatRuntime:
     def snapshot(self) -> dict[str, Any]:
         figures = self.figures
         assert figures is not None
-        self._queue_sent = {}
         queue = self.queue()
+        # The new page has these; the others have what was sent. Whatever differs from both
+        # (here: the new page's extra entries) is sent again with the next change.
+        for post in queue:
+            self._queue_sent.setdefault(post["id"], ())
         return {
             "type": "snapshot",
             "seq": self.seq,
@@ -601,6 +613,9 @@ class ChatRuntime:
             "latest": figures.latest(LATEST),
             **self._state(),
             "screen": self.screen.settings.as_dict(),
+            # Hidden posts still count, so they can stand in the figures' top lists: the
+            # screen leaves these out.
+            "hidden": sorted(self.screen.hidden),
             "wall": list(reversed(self._posts(list(self.screen.wall)))),
             "pinned": self._posts(self.screen.pinned),
             "queue": queue,

@@ -48,7 +48,7 @@ class ScreenState:
     claims: dict[str, str] = field(default_factory=dict)
     wall_add: list[str] = field(default_factory=list)
     wall_remove: list[str] = field(default_factory=list)
-    changed: set[str] = field(default_factory=set)  # "pinned", "screen", "queue"
+    changed: set[str] = field(default_factory=set)  # "pinned", "screen", "queue", "hidden", "chat"
     _blocked: re.Pattern[str] | None = None
 
     def configure(self, settings: ScreenSettings) -> None:
@@ -96,6 +96,7 @@ class ScreenState:
         self.wall_add.append(post_id)
 
     def hide(self, post_id: str, hidden: bool) -> None:
+        self.changed.add("hidden")
         if hidden:
             self.hidden.add(post_id)
             self.held.pop(post_id, None)

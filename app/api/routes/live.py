@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -40,8 +41,9 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
     except UnknownChat as exc:
         await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
         return
-    if not runtime.screen.settings.public:
-        token = websocket.query_params.get("token")
+    token = websocket.query_params.get("token")
+    panel = False  # panel members also get the unanswered queue, which names who claimed what
+    if token or not runtime.screen.settings.public:
 
         def check() -> None:
             with runtime.sessions() as session:
@@ -54,12 +56,15 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
 
         try:
             await runtime.run_db(check)
+            panel = True
         except TweetchatError as exc:
-            await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
-            return
+            if not runtime.screen.settings.public:
+                await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
+                return
+    view = (lambda message: message) if panel else _public
     async with hub.broadcast.subscribe(runtime.channel) as subscription:
         # Subscribed before the snapshot is taken: nothing published after it is missed.
-        await websocket.send_json(runtime.snapshot())
+        await websocket.send_json(view(runtime.snapshot()))
         outcome: tuple[int, str] | None = None  # None: the client left
         async with anyio.create_task_group() as group:
 
@@ -72,7 +77,7 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
                 try:
                     async for message in subscription:
                         with anyio.fail_after(send_timeout):
-                            await websocket.send_json(message)
+                            await websocket.send_json(view(message))
                 except TimeoutError:
                     finish((CLOSE_TRY_AGAIN, TOO_SLOW))
                 except (WebSocketDisconnect, RuntimeError, OSError):
@@ -102,6 +107,16 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
             group.start_soon(watch_drop)
     if outcome is not None:
         await _close(websocket, *outcome)
+
+
+PANEL_ONLY = ("queue", "queue_upsert", "queue_remove")
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as a viewer without a panel token sees it."""
+    if not any(key in message for key in PANEL_ONLY):
+        return message
+    return {key: value for key, value in message.items() if key not in PANEL_ONLY}
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
