@@ -141,6 +141,23 @@ def test_screen_counts_equal_the_api_during_a_replay(
         )
 
 
+def test_the_screen_shows_the_chat_top_tweets_beside_a_poll(
+    browser: Browser, sqlite_url: str, settings: Settings
+) -> None:
+    """With a poll on screen there is no room for the chat's top tweets at 1280x720: the side
+    column shows them in turn (every `?rotate=` seconds)."""
+    prepare(sqlite_url, imported=True)
+    with PageServer(settings) as server, browser_page(browser, width=1280, height=720) as page:
+        page.goto(f"{server.url}/chats/qi/screen?rotate=1")
+        stats = server.get("/api/chats/qi/stats?window=chat")
+        assert stats["polls"] and stats["top_tweets"]
+        expect(page.locator("#polls-box")).to_be_visible()
+        first = page.locator(f'#top-tweets .compact[data-id="{stats["top_tweets"][0]["id"]}"]')
+        expect(first).to_be_visible(timeout=5000)
+        expect(page.locator("#polls-box")).to_be_hidden()
+        expect(page.locator("#polls-box")).to_be_visible(timeout=5000)  # and back
+
+
 # ---- 2. a claim shows on another panel page; a hidden post leaves the screen ---------------------
 
 

@@ -768,6 +768,18 @@ function renderList(list, box, posts) {
   box.hidden = items.length === 0;
 }
 
+// When the poll and the question's top answers leave no room for the chat's top tweets, the side
+// column shows those in turn, a calm swap every ROTATE_MS (the screen has no one to click).
+// `?rotate=SECONDS` sets another pace (from 1 to 600 seconds).
+const ROTATE_MS =
+  1000 * Math.min(600, Math.max(1, Number(new URLSearchParams(location.search).get("rotate")) || 20));
+const rotation = { phase: "poll", rotate: false };
+setInterval(() => {
+  const was = rotation.phase;
+  rotation.phase = rotation.rotate && rotation.phase === "poll" ? "top" : "poll";
+  if (rotation.phase !== was) renderSide();
+}, ROTATE_MS);
+
 function renderSide() {
   const figures = state.figures;
   if (!figures) return;
@@ -779,8 +791,17 @@ function renderSide() {
   $(SEL.questionTopTitle).textContent = current ? `Top answers · Q${current.number}` : "Top answers";
   renderList($(SEL.questionTop), $(SEL.questionTopBox), questionTop);
   renderList($(SEL.topTweets), $(SEL.topTweetsBox), visiblePosts(figures.top_tweets).slice(0, TOP.chat));
-  renderPolls(Array.isArray(figures.polls) ? figures.polls : []);
+  const polls = Array.isArray(figures.polls) ? figures.polls : [];
+  renderPolls(polls);
+  if (rotation.phase === "top") {
+    // The chat's own top tweets get the column to themselves for a while.
+    $(SEL.pollsBox).hidden = true;
+    $(SEL.questionTopBox).hidden = true;
+  }
   fitSide();
+  if (rotation.phase === "poll") {
+    rotation.rotate = $(SEL.topTweetsBox).classList.contains("is-empty");
+  }
 }
 
 function renderPolls(polls) {
