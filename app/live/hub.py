@@ -119,6 +119,9 @@ class LiveHub:
                     )
                 )
             return
+        running = self._sources.get((slug, source))
+        if running is not None and not running.done():
+            return  # checked every SUPERVISE_EVERY seconds: nothing to read when all is running
         api = self._x_api()
         ctx = self.context(runtime, source)
         scale = self.settings.x_backoff_scale
