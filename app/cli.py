@@ -415,13 +415,19 @@ def serve(
 
 
 def _run_server(
-    settings: Settings, host: str, port: int, on_startup: StartupHook | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    on_startup: StartupHook | None = None,
+    log_level: str = "info",
 ) -> None:
     import uvicorn
 
     from app.api import create_app
 
-    uvicorn.run(create_app(settings, on_startup=on_startup), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings, on_startup=on_startup), host=host, port=port, log_level=log_level
+    )
 
 
 @app.command("replay")
@@ -527,7 +533,8 @@ def demo(
         f"Demo chat {slug} ({database_file}): replaying {len(timeline.posts)} posts at {speed:g}x.",
         panel_token=token,
     )
-    _run_server(Settings(database_url=url), host, port, start)
+    # Quiet server logs: the demo's output ends with the URL to open.
+    _run_server(Settings(database_url=url), host, port, start, log_level="warning")
 
 
 def main() -> None:

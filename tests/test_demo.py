@@ -39,11 +39,13 @@ def test_demo_command_ends_with_the_url_to_open(tmp_path: Path, monkeypatch) -> 
 
     import app.cli as cli_module
 
-    started: list[tuple[str, int]] = []
+    started: list[tuple[str, int, str]] = []
     monkeypatch.setattr(
         cli_module,
         "_run_server",
-        lambda settings, host, port, hook=None: started.append((host, port)),
+        lambda settings, host, port, hook=None, log_level="info": started.append(
+            (host, port, log_level)
+        ),
     )
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli_module.app, ["demo", "--port", "8123"], env={"COLUMNS": "200"})
@@ -54,5 +56,5 @@ def test_demo_command_ends_with_the_url_to_open(tmp_path: Path, monkeypatch) -> 
         line.startswith("Panel:        http://127.0.0.1:8123/chats/demo/panel (token ")
         for line in lines
     )
-    assert started == [("127.0.0.1", 8123)]
+    assert started == [("127.0.0.1", 8123, "warning")]  # nothing printed after the URL
     assert (tmp_path / "tweetchat-demo.db").exists()
