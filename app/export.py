@@ -1,4 +1,4 @@
-"""Exports of a chat that read the store: every collected post with its tags (CSV, JSON)."""
+"""Exports of a chat that read the store: every collected post with its tags (CSV, XLSX, JSON)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ from app.db.models import Chat, ChatPost, Post
 from app.errors import InvalidInput
 from app.stats import chat_stats, iso_time, post_url, posts_query
 
-Format = Literal["csv", "json"]
-FORMATS: tuple[Format, ...] = ("csv", "json")
+Format = Literal["csv", "xlsx", "json"]
+FORMATS: tuple[Format, ...] = ("csv", "xlsx", "json")
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "json": "application/json",
+}
 
 # PRODUCT.md's required columns first, then the rest.
 CSV_COLUMNS = [
@@ -126,24 +131,76 @@ def export_chat(session: Session, chat: Chat, fmt: str, output: Path) -> int:
         )
     if not output.parent.exists():
         raise InvalidInput(f"cannot write {output}: the folder {output.parent} does not exist")
-    count = 0
     tmp = output.with_name(output.name + ".part")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        if fmt == "csv":
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for row in post_rows(session, chat):
-                writer.writerow({k: "" if v is None else v for k, v in row.items()})
-                count += 1
-        else:
-            posts = list(post_rows(session, chat))
-            count = len(posts)
-            document = {
-                "chat": chat_info(chat),
-                "stats": chat_stats(session, chat, "chat"),
-                "stats_all": chat_stats(session, chat, "all"),
-                "posts": posts,
-            }
-            json.dump(document, handle, ensure_ascii=False, indent=1)
+    if fmt == "xlsx":
+        count = _write_xlsx(session, chat, tmp)
+    else:
+        count = 0
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            if fmt == "csv":
+                writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+                writer.writeheader()
+                for row in post_rows(session, chat):
+                    writer.writerow({k: "" if v is None else v for k, v in row.items()})
+                    count += 1
+            else:
+                posts = list(post_rows(session, chat))
+                count = len(posts)
+                document = {
+                    "chat": chat_info(chat),
+                    "stats": chat_stats(session, chat, "chat"),
+                    "stats_all": chat_stats(session, chat, "all"),
+                    "posts": posts,
+                }
+                json.dump(document, handle, ensure_ascii=False, indent=1)
     tmp.replace(output)  # never leave a half-written export under the real name
     return count
+
+
+HEADLINE = ("participants", "original_tweets", "retweets", "replies", "quotes", "unanswered")
+
+
+def _write_xlsx(session: Session, chat: Chat, path: Path) -> int:
+    """A workbook: the figures, every post, a sheet per question with its answers, the polls."""
+    import pandas as pd  # only exports need pandas: the server and the CLI start without it
+
+    rows = list(post_rows(session, chat))
+    posts = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    figures = {window: chat_stats(session, chat, window) for window in ("chat", "all")}
+    headline = pd.DataFrame(
+        {
+            "figure": list(HEADLINE),
+            "chat window": [figures["chat"][key] for key in HEADLINE],
+            "all collected": [figures["all"][key] for key in HEADLINE],
+        }
+    )
+    questions = pd.DataFrame(
+        [
+            {
+                "question": f"Q{q['number']}",
+                "text": q["text"],
+                "answers (chat window)": q["answers"],
+                "participants (chat window)": q["participants"],
+                "answers (all)": a["answers"],
+                "participants (all)": a["participants"],
+            }
+            for q, a in zip(figures["chat"]["questions"], figures["all"]["questions"], strict=True)
+        ]
+    )
+    polls = pd.DataFrame(
+        [
+            {"poll": poll["id"], "option": o["label"], "votes": o["votes"], "share": o["share"]}
+            for poll in figures["all"]["polls"]
+            for o in poll["options"]
+        ],
+        columns=["poll", "option", "votes", "share"],
+    )
+    with pd.ExcelWriter(path, engine="openpyxl") as book:
+        headline.to_excel(book, sheet_name="Figures", index=False)
+        questions.to_excel(book, sheet_name="Figures", index=False, startrow=len(headline) + 2)
+        posts.to_excel(book, sheet_name="Posts", index=False)
+        for q in figures["all"]["questions"]:
+            answers = posts[(posts["question"] == q["number"]) & (posts["kind"] != "retweet")]
+            answers.to_excel(book, sheet_name=f"Q{q['number']}", index=False)
+        polls.to_excel(book, sheet_name="Polls", index=False)
+    return len(rows)

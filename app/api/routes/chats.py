@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from sqlalchemy import and_, func, or_, select
+from starlette.background import BackgroundTask
 
 from app.api.deps import ChatDep, SessionDep
 from app.chats import list_chats
 from app.db.models import Account, ChatPost, Post
-from app.export import chat_info
+from app.errors import NotFound
+from app.export import FORMATS, MEDIA_TYPES, chat_info, export_chat
 from app.stats import Window, answers_filter, chat_stats, post_object, posts_query, unanswered_query
 
 router = APIRouter(prefix="/api")
@@ -97,3 +104,19 @@ def unanswered(
     )
     items = [post_object(*row) for row in rows]
     return {"count": len(items), "posts": items}
+
+
+@router.get("/chats/{slug}/export.{fmt}")
+async def export(slug: str, fmt: str, chat: ChatDep, session: SessionDep) -> FileResponse:
+    """The chat's posts with their tags (and, in XLSX and JSON, its figures) as a download."""
+    if fmt not in FORMATS:
+        raise NotFound(f"no export as {fmt!r}; there are {', '.join(FORMATS)}")
+    folder = Path(tempfile.mkdtemp(prefix="tweetchat-export-"))
+    path = folder / f"{chat.slug}.{fmt}"
+    await run_in_threadpool(export_chat, session, chat, fmt, path)
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES[fmt],
+        filename=path.name,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
