@@ -187,6 +187,10 @@ def test_a_claim_reaches_the_other_panel_and_a_hidden_post_leaves_the_screen(
     ):
         screen.goto(f"{server.url}/chats/qi/screen")
         sign_in(helen, server, server.panel_token("qi", "Helen"))
+        for fmt in ("csv", "xlsx", "json"):  # the panel's download buttons
+            expect(helen.locator(f'#exports [data-export="{fmt}"]')).to_have_attribute(
+                "href", f"/api/chats/qi/export.{fmt}"
+            )
         bryan.goto(f"{server.url}/chats/qi/panel")  # signed in by the token it keeps
         expect(bryan.locator("#who-name")).to_have_text("Bryan")
         expect(bryan.locator("#connection")).to_have_attribute("data-state", "connected")

@@ -25,6 +25,7 @@ const SEL = {
   chatTitle: "#chat-title",
   chatHashtags: "#chat-hashtags",
   screenLink: "#screen-link",
+  exportLinks: "#exports [data-export]",
   connection: "#connection",
   who: "#who",
   whoName: "#who-name",
@@ -122,6 +123,9 @@ if (!slug) {
   $(SEL.signinSubmit).disabled = true;
 } else {
   $(SEL.screenLink).href = `/chats/${encodeURIComponent(slug)}/screen`;
+  for (const link of document.querySelectorAll(SEL.exportLinks)) {
+    link.href = `/api/chats/${encodeURIComponent(slug)}/export.${link.dataset.export}`;
+  }
   bindEvents();
   loadChat();
   const token = storedToken(slug);
