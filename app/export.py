@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Chat, ChatPost, Post
 from app.errors import InvalidInput
-from app.stats import chat_stats, iso_time, post_url, posts_query
+from app.stats import chat_stats, iso_time, post_object, posts_query
 
 Format = Literal["csv", "xlsx", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "xlsx", "json")
@@ -95,30 +95,20 @@ def _row(
     name: str | None,
     retweets: int,
 ) -> dict[str, Any]:
-    return {
-        "id": post.id,
-        "created_at": iso_time(post.created_at),
-        "username": username or "",
-        "kind": post.kind,
-        "question": chat_post.question,
-        "tag_method": chat_post.tag_method,
+    # The post as every other view shows it, plus what only an export needs.
+    row = {
+        **post_object(chat_post, post, username, name, retweets),
         "in_reply_to_id": post.in_reply_to_id,
-        "retweets": retweets,
-        "likes": post.like_count,
-        "text": post.text,
         "created_at_local": post.created_at.astimezone(zone).isoformat(),
-        "name": name or "",
         "quoted_id": post.quoted_id,
         "retweeted_id": post.retweeted_id,
         "conversation_id": post.conversation_id,
-        "replies": post.reply_count,
-        "quotes": post.quote_count,
-        "impressions": post.impression_count,
+        "impressions": post.impression_count,  # empty when X did not say, not 0
         "in_chat_window": chat.start_at <= post.created_at < chat.end_at,
         "handled": chat_post.handled,
         "hidden": chat_post.hidden,
-        "url": post_url(username, post.id),
     }
+    return {column: row[column] for column in CSV_COLUMNS}
 
 
 def export_chat(session: Session, chat: Chat, fmt: str, output: Path) -> int:

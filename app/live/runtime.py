@@ -592,7 +592,7 @@ class ChatRuntime:
             "figures": chat_figures,
             "figures_all": all_figures,
             "per_minute": figures.per_minute(),
-            "current_question": self.current_question(),
+            "current_question": self.current_question(chat_figures["questions"]),
             "sources": {name: view.as_dict() for name, view in sorted(self.sources.items())},
             "spend": self.spend(),
             "trends_note": self.trends_note,
@@ -621,33 +621,35 @@ class ChatRuntime:
             "queue": queue,
         }
 
-    def current_question(self) -> dict[str, Any] | None:
-        """The host's choice, or the last question started by the time of the newest post."""
+    def current_question(self, questions: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The host's choice, or the last question started by the time of the newest post.
+
+        `questions` is the chat window's figures' list (their texts include questions first
+        seen as host posts); the caller has it already.
+        """
         if self.tagger is None or self.figures is None:
             return None
+        starts = self.tagger.question_starts()
         chosen = self.screen.settings.current_question
         if chosen is not None:
-            starts = self.tagger.question_starts()
-            text = next((q["text"] for q in self.info["questions"] if q["number"] == chosen), "")
             since = iso_time(starts[chosen]) if chosen in starts else None
+            text = self._question_text(chosen, questions)
             return {"number": chosen, "text": text, "since": since, "chosen": True}
         newest = self.figures.latest(1)
         if not newest:
             return None
         at = newest[0]["created_at"]
-        started = [
-            (iso_time(when), number)
-            for number, when in self.tagger.question_starts().items()
-            if iso_time(when) <= at
-        ]
+        started = [(iso_time(when), n) for n, when in starts.items() if iso_time(when) <= at]
         if not started:
             return None
         since, number = max(started)
-        text = next((q["text"] for q in self.info["questions"] if q["number"] == number), "")
-        for question in self.figures.figures("chat")["questions"]:
-            if question["number"] == number:
-                text = question["text"] or text
-        return {"number": number, "text": text, "since": since}
+        return {"number": number, "text": self._question_text(number, questions), "since": since}
+
+    def _question_text(self, number: int, questions: list[dict[str, Any]]) -> str:
+        for question in questions:
+            if question["number"] == number and question["text"]:
+                return str(question["text"])
+        return next((q["text"] for q in self.info["questions"] if q["number"] == number), "")
 
     def spend(self) -> dict[str, Any]:
         read = sum(view.posts_read for name, view in self.sources.items() if name.startswith("x-"))
