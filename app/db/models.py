@@ -267,3 +267,23 @@ class PanelToken(Base):
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+
+
+class SourceOutage(Base):
+    """A stretch of time a live source could not collect: from its first `waiting` or `failing`
+    report to the next `running` (or `stopped`) one; `ended_at` is None while it lasts.
+
+    Only the sources that collect posts have outages (trends and metric refreshes lose none).
+    `state` and `detail` are those of the report that began it, as the source gave them.
+    """
+
+    __tablename__ = "source_outages"
+    __table_args__ = (Index("ix_source_outages_chat_started", "chat_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")

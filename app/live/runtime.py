@@ -33,6 +33,7 @@ from app.ingest.tagging import load_tagger, record_question_posts, retag_chat
 from app.live.figures import LiveFigures, LivePost, PollState
 from app.live.pubsub import Broadcast
 from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
+from app.outages import record_state
 from app.panel import screen_settings, set_manual_tag, update_screen
 from app.sources.base import ChatTarget, SourceBatch, SourceStatus
 from app.stats import Window, chat_trending, iso_time
@@ -249,11 +250,13 @@ class ChatRuntime:
             self._status_writes = {f for f in self._status_writes if not f.done()}
 
     def _save_status(self, status: SourceStatus) -> None:
+        now = datetime.now(UTC)
         with self.sessions.begin() as session:
             row = _source_row(session, self.chat_id, status.source)
             row.state = status.state
             row.detail = status.detail
-            row.updated_at = datetime.now(UTC)
+            row.updated_at = now
+            record_state(session, self.chat_id, status.source, status.state, status.detail, now)
 
     async def drained(self) -> None:
         """Wait until every batch emitted so far is stored and counted."""
