@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from app.db.models import SOURCES, Chat, Question, Series
-from app.errors import Conflict, InvalidInput, UnknownChat
+from app.errors import Conflict, InvalidInput, NotFound, UnknownChat
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 HASHTAG_RE = re.compile(r"^#?(\w{1,100})$")
@@ -183,6 +183,14 @@ def get_chat(session: Session, slug: str) -> Chat:
     if chat is None:
         raise UnknownChat(slug)
     return chat
+
+
+def get_series(session: Session, slug: str) -> Series:
+    series = session.scalar(select(Series).where(Series.slug == slug))
+    if series is None:
+        known = ", ".join(session.scalars(select(Series.slug).order_by(Series.slug))) or "none yet"
+        raise NotFound(f"no series {slug!r} (series: {known}); a chat joins one with --series")
+    return series
 
 
 def list_chats(session: Session) -> list[Chat]:

@@ -26,6 +26,7 @@ from app import __version__
 from app.chats import (
     create_chat,
     get_chat,
+    get_series,
     list_chats,
     parse_question_spec,
     parse_when,
@@ -35,7 +36,7 @@ from app.chats import (
 from app.config import Settings
 from app.db.engine import open_database
 from app.errors import InvalidInput, TweetchatError
-from app.export import FORMATS, export_chat
+from app.export import FORMATS, SERIES_FORMATS, export_chat, export_series
 from app.ingest.importer import ImportReport, import_files
 from app.panel import create_panel_token
 from app.stats import WINDOWS, chat_stats, check_window
@@ -53,6 +54,8 @@ app = typer.Typer(
 )
 chat_app = typer.Typer(help="Create and list chats.", no_args_is_help=True)
 app.add_typer(chat_app, name="chat")
+series_app = typer.Typer(help="Report on a series of chats.", no_args_is_help=True)
+app.add_typer(series_app, name="series")
 
 T = TypeVar("T")
 MAX_ERRORS_SHOWN = 20
@@ -363,9 +366,12 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")],
     output: Annotated[Path, typer.Option(help="The file to write.")],
 ) -> None:
-    """Export every collected post with its question tag.
+    """Export every collected post with its question tag (csv, xlsx, json), or the chat's
+    report (html: one self-contained page with the figures, charts, questions and threads).
 
     Example: tweetchat export leadingqi-2023-03 --format csv --output posts.csv
+
+    Example: tweetchat export leadingqi-2023-03 --format html --output report.html
     """
 
     def action() -> int:
@@ -375,7 +381,33 @@ def export(
             return export_chat(session, get_chat(session, slug), fmt, output)
 
     count = run(action)
-    _console().print(f"Wrote {count} post(s) to {output}.")
+    if fmt == "html":
+        _console().print(f"Wrote the report of {count} post(s) to {output}.")
+    else:
+        _console().print(f"Wrote {count} post(s) to {output}.")
+
+
+@series_app.command("report")
+def series_report(
+    slug: Annotated[str, typer.Argument(help="The series (as given to chat create --series).")],
+    output: Annotated[Path, typer.Option(help="The file to write.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help=f"One of: {', '.join(SERIES_FORMATS)}.")
+    ] = "html",
+) -> None:
+    """The month-over-month report of a series of chats: participants in the hour and across
+    each chat's collection, original tweets, retweets, answers per question, first-time and
+    returning participants (html), or its table (csv, json).
+
+    Example: tweetchat series report leadingqi-2023 --output series.html
+    """
+
+    def action() -> int:
+        with database() as sessions, sessions() as session:
+            return export_series(session, get_series(session, slug), fmt, output)
+
+    count = run(action)
+    _console().print(f"Wrote the report of {count} chat(s) of {slug} to {output}.")
 
 
 @app.command("panel-token")
@@ -486,6 +518,7 @@ def _print_urls(
         )
     else:
         console.print(f"Panel:        {base}/chats/{slug}/panel", soft_wrap=True)
+    console.print(f"Report:       {base}/chats/{slug}/report", soft_wrap=True)
     console.print(f"Open {base}/chats/{slug}/screen", soft_wrap=True)
 
 

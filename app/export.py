@@ -1,8 +1,10 @@
-"""Exports of a chat that read the store: every collected post with its tags (CSV, XLSX, JSON)."""
+"""Exports of a chat that read the store: every collected post with its tags (CSV, XLSX, JSON),
+and the chat's report (HTML, see app/report)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,13 +13,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from app.db.models import Chat, ChatPost, Post
+from app.db.models import Chat, ChatPost, Post, Series
 from app.errors import InvalidInput
 from app.stats import chat_stats, iso_time, post_object, posts_query
 
-Format = Literal["csv", "xlsx", "json"]
-FORMATS: tuple[Format, ...] = ("csv", "xlsx", "json")
+Format = Literal["csv", "xlsx", "json", "html"]
+FORMATS: tuple[Format, ...] = ("csv", "xlsx", "json", "html")
 MEDIA_TYPES = {
+    "html": "text/html; charset=utf-8",
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "json": "application/json",
@@ -111,16 +114,32 @@ def _row(
     return {column: row[column] for column in CSV_COLUMNS}
 
 
-def export_chat(session: Session, chat: Chat, fmt: str, output: Path) -> int:
-    """Write the export; returns the number of posts written."""
-    if fmt not in FORMATS:
-        raise InvalidInput(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+def check_output(output: Path, name: str, fmt: str) -> None:
+    """A clear error before any work when the file cannot be written."""
     if output.is_dir():
-        raise InvalidInput(
-            f"{output} is a folder; give a file name, e.g. {output / chat.slug}.{fmt}"
-        )
+        raise InvalidInput(f"{output} is a folder; give a file name, e.g. {output / name}.{fmt}")
     if not output.parent.exists():
         raise InvalidInput(f"cannot write {output}: the folder {output.parent} does not exist")
+
+
+def write_atomically(output: Path, text: str) -> None:
+    tmp = output.with_name(output.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+
+
+def export_chat(session: Session, chat: Chat, fmt: str, output: Path) -> int:
+    """Write the export; returns the number of posts it covers."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_output(output, chat.slug, fmt)
+    if fmt == "html":
+        from app.report.data import build_chat_report
+        from app.report.render import render_chat_report  # the report's libraries load late
+
+        report = build_chat_report(session, chat)
+        write_atomically(output, render_chat_report(report))
+        return int(report.collection["posts"])
     tmp = output.with_name(output.name + ".part")
     if fmt == "xlsx":
         count = _write_xlsx(session, chat, tmp)
@@ -194,3 +213,34 @@ def _write_xlsx(session: Session, chat: Chat, path: Path) -> int:
             answers.to_excel(book, sheet_name=f"Q{q['number']}", index=False)
         polls.to_excel(book, sheet_name="Polls", index=False)
     return len(rows)
+
+
+SERIES_FORMATS = ("html", "csv", "json")
+
+
+def export_series(session: Session, series: Series, fmt: str, output: Path) -> int:
+    """Write the series report (HTML) or its month-over-month table (CSV, JSON); returns the
+    number of chats it covers."""
+    from app.report.data import build_series_report, series_figures
+    from app.report.render import render_series_report
+
+    if fmt not in SERIES_FORMATS:
+        raise InvalidInput(
+            f"unknown series export format {fmt!r}; choose one of {', '.join(SERIES_FORMATS)}"
+        )
+    check_output(output, series.slug, fmt)
+    report = build_series_report(session, series)
+    if fmt == "html":
+        write_atomically(output, render_series_report(report))
+    elif fmt == "json":
+        document = {"series": series.slug, "title": series.title, "chats": series_figures(report)}
+        write_atomically(output, json.dumps(document, ensure_ascii=False, indent=1))
+    else:
+        rows = series_figures(report)
+        buffer = io.StringIO()
+        columns = list(rows[0]) if rows else ["chat", "title", "date"]
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(output, buffer.getvalue())
+    return len(report.rows)

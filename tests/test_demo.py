@@ -56,5 +56,6 @@ def test_demo_command_ends_with_the_url_to_open(tmp_path: Path, monkeypatch) -> 
         line.startswith("Panel:        http://127.0.0.1:8123/chats/demo/panel (token ")
         for line in lines
     )
+    assert "Report:       http://127.0.0.1:8123/chats/demo/report" in lines
     assert started == [("127.0.0.1", 8123, "warning")]  # nothing printed after the URL
     assert (tmp_path / "tweetchat-demo.db").exists()

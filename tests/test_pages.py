@@ -187,10 +187,11 @@ def test_a_claim_reaches_the_other_panel_and_a_hidden_post_leaves_the_screen(
     ):
         screen.goto(f"{server.url}/chats/qi/screen")
         sign_in(helen, server, server.panel_token("qi", "Helen"))
-        for fmt in ("csv", "xlsx", "json"):  # the panel's download buttons
+        for fmt in ("csv", "xlsx", "json", "html"):  # the panel's download buttons
             expect(helen.locator(f'#exports [data-export="{fmt}"]')).to_have_attribute(
                 "href", f"/api/chats/qi/export.{fmt}"
             )
+        expect(helen.locator("#report-link")).to_have_attribute("href", "/chats/qi/report")
         bryan.goto(f"{server.url}/chats/qi/panel")  # signed in by the token it keeps
         expect(bryan.locator("#who-name")).to_have_text("Bryan")
         expect(bryan.locator("#connection")).to_have_attribute("data-state", "connected")
@@ -472,13 +473,14 @@ def test_the_index_lists_chats_with_links_to_their_pages(
     prepare(sqlite_url, imported=False)
     cli = make_cli_runner(sqlite_url)
     now = datetime.now(UTC).replace(microsecond=0)
-    for slug, title, start in [
-        ("live-one", "On now", now - timedelta(minutes=10)),
-        ("next-week", "Next week", now + timedelta(days=7)),
+    for slug, title, start, series in [
+        ("live-one", "On now", now - timedelta(minutes=10), []),
+        ("next-week", "Next week", now + timedelta(days=7), ["--series", "leadingqi-2023"]),
     ]:
         result = cli(
             "chat", "create", slug, "--title", title, "--hashtags", "#Now", "--host", "someone",
             "--start", start.isoformat(), "--end", (start + timedelta(hours=1)).isoformat(),
+            *series,
         )  # fmt: skip
         assert result.exit_code == 0, result.output
     with PageServer(settings) as server, browser_page(browser, width=1280, height=800) as page:
@@ -492,7 +494,27 @@ def test_the_index_lists_chats_with_links_to_their_pages(
             expect(card.get_by_role("link", name="Panel")).to_have_attribute(
                 "href", f"/chats/{slug}/panel"
             )
+            expect(card.get_by_role("link", name="Report", exact=True)).to_have_attribute(
+                "href", f"/chats/{slug}/report"
+            )
         expect(page.locator('.chat-card[data-slug="qi"] .chat-card__title')).to_have_text("QI")
+        # A chat of a series links to the series' report; the others have no such link.
+        expect(
+            page.locator('.chat-card[data-slug="next-week"]').get_by_role(
+                "link", name="Series report"
+            )
+        ).to_have_attribute("href", "/series/leadingqi-2023/report")
+        expect(
+            page.locator('.chat-card[data-slug="live-one"]').get_by_role(
+                "link", name="Series report"
+            )
+        ).to_have_count(0)
+        page.locator('.chat-card[data-slug="qi"]').get_by_role(
+            "link", name="Report", exact=True
+        ).click()
+        expect(page).to_have_url(f"{server.url}/chats/qi/report")
+        expect(page.locator("#headline tbody tr").first).to_contain_text("Participants")
+        page.go_back()
         page.locator('.chat-card[data-slug="qi"]').get_by_role("link", name="Big screen").click()
         expect(page).to_have_url(f"{server.url}/chats/qi/screen")
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected")

@@ -39,6 +39,9 @@ def test_readme_gives_the_run_and_test_commands() -> None:
     assert ci.strip().endswith("make test")
 
 
+GROUPS = ("chat", "series")  # commands with subcommands
+
+
 def test_every_documented_command_exists() -> None:
     commands = set()
     for block in code_blocks(README):
@@ -48,7 +51,7 @@ def test_every_documented_command_exists() -> None:
             if line.startswith("tweetchat "):
                 words = shlex.split(line, comments=True)[1:]
                 sub = [w for w in words[:2] if not w.startswith("-")]
-                commands.add(tuple(sub[:2]) if sub[0] == "chat" else (sub[0],))
+                commands.add(tuple(sub[:2]) if sub[0] in GROUPS else (sub[0],))
     assert {
         ("chat", "create"),
         ("import",),
@@ -56,6 +59,7 @@ def test_every_documented_command_exists() -> None:
         ("export",),
         ("serve",),
         ("demo",),
+        ("series", "report"),
     } <= commands
     runner = CliRunner()
     for command in commands:
@@ -67,7 +71,7 @@ def test_every_documented_command_exists() -> None:
             if not line.strip().startswith("tweetchat "):
                 continue
             words = shlex.split(line, comments=True)[1:]
-            chosen = words[:2] if words[0] == "chat" else words[:1]
+            chosen = words[:2] if words[0] in GROUPS else words[:1]
             help_text = runner.invoke(cli_app, [*chosen, "--help"], env={"COLUMNS": "200"}).output
             for option in (w for w in words if w.startswith("--")):
                 assert option in help_text, (line, option)

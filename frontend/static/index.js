@@ -1,5 +1,6 @@
 // The chats page: every chat from GET /api/chats, as live (now within [start, end)), upcoming
-// and past, with links to its big screen and panel. Chat data goes in as text only.
+// and past, with links to its big screen, panel and report (and its series' report). Chat data
+// goes in as text only.
 
 import { api, el, localDayTime, localTime, parseTime } from "./common.js";
 
@@ -80,6 +81,8 @@ function card(chat, group) {
     el("nav", { className: "chat-card__links", attrs: { "aria-label": "Pages of this chat" } }, [
       link("Big screen", `/chats/${slug}/screen`, group === "live"),
       link("Panel", `/chats/${slug}/panel`, false),
+      link("Report", `/chats/${slug}/report`, group === "past"),
+      chat.series ? link("Series report", `/series/${encodeURIComponent(String(chat.series))}/report`, false) : null,
     ]),
   ]);
 }

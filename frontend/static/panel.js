@@ -26,6 +26,7 @@ const SEL = {
   chatHashtags: "#chat-hashtags",
   screenLink: "#screen-link",
   exportLinks: "#exports [data-export]",
+  reportLink: "#report-link",
   connection: "#connection",
   who: "#who",
   whoName: "#who-name",
@@ -126,6 +127,7 @@ if (!slug) {
   for (const link of document.querySelectorAll(SEL.exportLinks)) {
     link.href = `/api/chats/${encodeURIComponent(slug)}/export.${link.dataset.export}`;
   }
+  $(SEL.reportLink).href = `/chats/${encodeURIComponent(slug)}/report`;
   bindEvents();
   loadChat();
   const token = storedToken(slug);

@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, or_, select
 from starlette.background import BackgroundTask
 
 from app.api.deps import ChatDep, SessionDep
-from app.chats import list_chats
+from app.chats import get_series, list_chats
 from app.db.models import Account, ChatPost, Post
 from app.errors import NotFound
 from app.export import FORMATS, MEDIA_TYPES, chat_info, export_chat
@@ -106,9 +106,20 @@ def unanswered(
     return {"count": len(items), "posts": items}
 
 
+@router.get("/series/{slug}")
+async def series(slug: str, session: SessionDep) -> dict[str, Any]:
+    """A series' month-over-month figures: one row per chat, oldest first."""
+    from app.report.data import build_series_report, series_figures
+
+    found = get_series(session, slug)
+    report = await run_in_threadpool(build_series_report, session, found)
+    return {"series": found.slug, "title": found.title, "chats": series_figures(report)}
+
+
 @router.get("/chats/{slug}/export.{fmt}")
 async def export(slug: str, fmt: str, chat: ChatDep, session: SessionDep) -> FileResponse:
-    """The chat's posts with their tags (and, in XLSX and JSON, its figures) as a download."""
+    """The chat's posts with their tags (and, in XLSX and JSON, its figures) as a download, or
+    its report (html)."""
     if fmt not in FORMATS:
         raise NotFound(f"no export as {fmt!r}; there are {', '.join(FORMATS)}")
     folder = Path(tempfile.mkdtemp(prefix="tweetchat-export-"))
