@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # The PostgreSQL server the storage tests also run on (set it empty to skip those tests).
 TWEETCHAT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export TWEETCHAT_TEST_POSTGRES_URL
+# The Redis server the multi-process tests use (set it empty to skip them).
+TWEETCHAT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+export TWEETCHAT_TEST_REDIS_URL
 
 .PHONY: setup demo test lint benchmark clean
 

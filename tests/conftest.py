@@ -58,6 +58,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database only (for what SQLite cannot do: several processes)."""
+    yield from _postgres_database("pg")
+
+
+REDIS_ENV = "TWEETCHAT_TEST_REDIS_URL"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis server named by `TWEETCHAT_TEST_REDIS_URL` (CI sets it): unset, the test is
+    skipped; set but down, it fails."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set: the multi-process tests need Redis")
+    import redis
+
+    redis.Redis.from_url(url).ping()
+    return url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tweetchat.db'}"
 

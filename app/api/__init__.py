@@ -18,7 +18,9 @@ from app.config import Settings
 from app.db.engine import open_database
 from app.errors import TweetchatError
 from app.live.hub import LiveHub
+from app.live.lease import make_leases
 from app.live.pubsub import Broadcast
+from app.live.sync import make_sync
 
 StartupHook = Callable[[LiveHub], Awaitable[None]]
 
@@ -43,7 +45,9 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, sessions = open_database(settings.database_url)
         broadcast = Broadcast(settings.ws_queue_size)
-        hub = LiveHub(settings, sessions, broadcast)
+        sync = make_sync(settings.redis_url, settings.database_url)
+        await sync.start()
+        hub = LiveHub(settings, sessions, broadcast, sync, make_leases(settings.database_url))
         app.state.tc = AppState(settings, engine, sessions, broadcast, hub)
         try:
             await hub.start()
@@ -52,6 +56,7 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
             yield
         finally:
             await hub.close()
+            await sync.close()
             engine.dispose()
 
     app = FastAPI(title="tweetchat", version=__version__, lifespan=lifespan)
@@ -67,6 +72,17 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
             for err in exc.errors()
         )
         return JSONResponse(error_body("invalid_input", problems), status_code=422)
+
+    @app.get("/api/health", tags=["health"])
+    def health(request: Request) -> dict[str, object]:
+        """For load balancers and operators: this process, and the chats it collects."""
+        hub: LiveHub = request.app.state.tc.hub
+        return {
+            "status": "ok",
+            "process": hub.sync.origin if hub.sync.shared else "single",
+            "redis": hub.sync.shared,
+            "collecting": hub.collecting(),
+        }
 
     from app.api.routes import chats, live, pages, panel
 

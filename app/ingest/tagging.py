@@ -72,13 +72,27 @@ def load_tagger(
     ).all()
     stored = {row[0]: (row[7], row[8], bool(row[9])) for row in rows}
     inputs = _inputs(tuple(row[:7]) for row in rows)
-    known = set(stored)
     # Follow replies and quotes into context posts (and their parents) until nothing new is found.
-    wanted = {
-        ref for item in inputs for ref in (item.in_reply_to_id, item.quoted_id) if ref
-    } - known
+    wanted = {ref for item in inputs for ref in (item.in_reply_to_id, item.quoted_id) if ref}
+    inputs.extend(tag_inputs(session, wanted - set(stored), known=set(stored)))
+    tagger = Tagger(chat_plan(chat))
+    tagger.add(inputs)
+    for post_id, (question, _method, manual) in stored.items():
+        if manual:
+            tagger.set_manual(post_id, question)
+    return tagger, stored
+
+
+def tag_inputs(session: Session, ids: Iterable[str], known: Iterable[str] = ()) -> list[TagInput]:
+    """The stored posts `ids` as tagger inputs, and the posts they reply to or quote (and theirs)
+    that are stored and not among `known`. Ids not stored anywhere are left out."""
+    account_join = and_(Account.network == Post.network, Account.id == Post.author_id)
+    seen = set(known)
+    wanted = set(ids)
+    inputs: list[TagInput] = []
     while wanted:
         batch = sorted(wanted)
+        seen.update(batch)
         wanted = set()
         for start in range(0, len(batch), _CHUNK):
             part = batch[start : start + _CHUNK]
@@ -91,19 +105,11 @@ def load_tagger(
                 ).all()
             )
             inputs.extend(found)
-            known.update(item.id for item in found)
             wanted.update(
                 ref for item in found for ref in (item.in_reply_to_id, item.quoted_id) if ref
             )
-        wanted -= known
-        # Ids that are referenced but not stored anywhere stop the walk.
-        wanted -= set(batch)
-    tagger = Tagger(chat_plan(chat))
-    tagger.add(inputs)
-    for post_id, (question, _method, manual) in stored.items():
-        if manual:
-            tagger.set_manual(post_id, question)
-    return tagger, stored
+        wanted -= seen
+    return inputs
 
 
 def retag_chat(session: Session, chat: Chat) -> int:

@@ -1,5 +1,10 @@
 """The live side of a server process: one `ChatRuntime` per chat someone watches or a source
-feeds, the sources' tasks, and the supervisor that follows every chat whose window is open."""
+feeds, the sources' tasks, and the supervisor that follows every chat whose window is open.
+
+With several processes (PostgreSQL and Redis), every process serves every chat, but only the
+holder of a chat's lease (app/live/lease.py) collects it; the others try for the lease every
+second and the first to get it after the collector dies takes in what the collector stored but
+did not announce, then resumes its sources from their stored positions."""
 
 from __future__ import annotations
 
@@ -16,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db.models import Chat, TrendSnapshot
+from app.live.lease import LEASE_RETRY, Leases, LocalLeases
 from app.live.pubsub import Broadcast
 from app.live.runtime import ChatRuntime, SourceView
+from app.live.sync import LocalSync, Sync
 from app.sources.base import ChatTarget, SourceBatch, SourceStatus
 from app.sources.replay import Timeline, run_replay
 from app.sources.x_api import XApi, XApiError
@@ -58,11 +65,22 @@ class RuntimeContext:
 
 class LiveHub:
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], broadcast: Broadcast
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        broadcast: Broadcast,
+        sync: Sync | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.broadcast = broadcast
+        self.sync: Sync = sync or LocalSync()
+        self.leases: Leases = leases or LocalLeases()
+        # Chats this process would collect if it held their lease.
+        self._wanted: set[str] = set()
+        self._leaser: asyncio.Task[None] | None = None
+        self._replays: dict[str, tuple[Timeline, float, float]] = {}
         self._runtimes: dict[str, ChatRuntime] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._sources: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -82,6 +100,7 @@ class LiveHub:
                     slug=slug,
                     sessions=self.sessions,
                     broadcast=self.broadcast,
+                    sync=self.sync,
                     price_per_post=self.settings.x_price_per_post,
                     lookback=timedelta(hours=self.settings.collect_hours_before),
                 )
@@ -92,6 +111,48 @@ class LiveHub:
     async def start(self) -> None:
         """Start following the chats whose window is open (and keep doing so)."""
         self._supervisor = asyncio.create_task(self._supervise(), name="supervisor")
+        if self.leases.shared:
+            self._leaser = asyncio.create_task(self._keep_leases(), name="leases")
+
+    def collecting(self) -> list[str]:
+        """The chats this process collects (holds the lease of)."""
+        return sorted(self.leases.held())
+
+    async def _lease(self, slug: str, runtime: ChatRuntime) -> bool:
+        """Hold the chat's lease (asking for it if needed); on a fresh lease, first take in
+        what the previous collector stored."""
+        if slug in self.leases.held():
+            return True
+        if not await self.leases.acquire(slug):
+            return False
+        if self.leases.shared:
+            caught = await runtime.catch_up()
+            if caught:
+                log.info("%s: took in %d posts the previous collector stored", slug, caught)
+        return True
+
+    async def _keep_leases(self) -> None:
+        """Every LEASE_RETRY seconds: check the leases held are still held, and ask again for
+        those of the chats wanted."""
+        while True:
+            await asyncio.sleep(LEASE_RETRY)
+            try:
+                held = self.leases.held()
+                if held and not await self.leases.alive():
+                    for slug in held:
+                        log.error("%s: lost the lease; stopping its sources", slug)
+                        self._stop_sources(slug)
+                        if slug in self._replays:  # waits for the lease again, then resumes
+                            timeline, speed, max_gap = self._replays[slug]
+                            await self.start_replay(slug, timeline, speed=speed, max_gap=max_gap)
+                        else:
+                            self._wanted.add(slug)
+                for slug in sorted(self._wanted - self.leases.held()):
+                    await self.follow(slug)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not check the collect leases")
 
     async def _supervise(self) -> None:
         while True:
@@ -122,6 +183,9 @@ class LiveHub:
         running = self._sources.get((slug, source))
         if running is not None and not running.done():
             return  # checked every SUPERVISE_EVERY seconds: nothing to read when all is running
+        self._wanted.add(slug)
+        if not await self._lease(slug, runtime):
+            return  # another process collects it; we try again every LEASE_RETRY seconds
         api = self._x_api()
         ctx = self.context(runtime, source)
         scale = self.settings.x_backoff_scale
@@ -145,8 +209,14 @@ class LiveHub:
         return self._api
 
     def unfollow(self, slug: str) -> None:
+        self._wanted.discard(slug)
+        self._stop_sources(slug, keep_replay=True)
+        if not any(chat == slug for chat, _ in self._sources):
+            asyncio.get_running_loop().create_task(self.leases.release(slug))
+
+    def _stop_sources(self, slug: str, keep_replay: bool = False) -> None:
         for (chat, source), task in list(self._sources.items()):
-            if chat == slug and source != "replay":
+            if chat == slug and not (keep_replay and source == "replay"):
                 task.cancel()
                 del self._sources[(chat, source)]
 
@@ -201,11 +271,18 @@ class LiveHub:
     async def start_replay(
         self, slug: str, timeline: Timeline, *, speed: float, max_gap: float = 5.0
     ) -> asyncio.Task[None]:
+        """Play `timeline` into the chat once this process holds its lease (at once with one
+        process), from the stored position: a replay taken over resumes where it stopped."""
         runtime = await self.runtime(slug)
-        ctx = self.context(runtime, "replay")
-        return self._start_source(
-            slug, "replay", run_replay(ctx, timeline, speed=speed, max_gap=max_gap)
-        )
+        self._replays[slug] = (timeline, speed, max_gap)
+
+        async def leased() -> None:
+            while not await self._lease(slug, runtime):
+                await asyncio.sleep(LEASE_RETRY)
+            ctx = self.context(runtime, "replay")
+            await run_replay(ctx, timeline, speed=speed, max_gap=max_gap)
+
+        return self._start_source(slug, "replay", leased())
 
     def _start_source(self, slug: str, source: str, work: Any) -> asyncio.Task[None]:
         key = (slug, source)
@@ -241,10 +318,11 @@ class LiveHub:
             return [chat.slug for chat in chats]
 
     async def close(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for background in (self._supervisor, self._leaser):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         for task in self._sources.values():
             task.cancel()
         for task in self._sources.values():
@@ -257,6 +335,7 @@ class LiveHub:
         if self._api is not None:
             await self._api.aclose()
             self._api = None
+        await self.leases.close()
 
     @staticmethod
     def now() -> datetime:

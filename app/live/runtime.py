@@ -27,12 +27,13 @@ from app.chats import get_chat
 from app.db.models import Account, Chat, ChatPost, Poll, Post, SourceState
 from app.export import chat_info
 from app.ingest.parse import NETWORK, Parsed, PostRecord
-from app.ingest.store import store_parsed
+from app.ingest.store import save_tags, store_parsed
 from app.ingest.tagger import Tag, Tagger, TagInput
-from app.ingest.tagging import load_tagger, record_question_posts, retag_chat
+from app.ingest.tagging import load_tagger, record_question_posts, retag_chat, tag_inputs
 from app.live.figures import LiveFigures, LivePost, PollState
 from app.live.pubsub import Broadcast
 from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
+from app.live.sync import LocalSync, Sync
 from app.outages import record_state
 from app.panel import screen_settings, set_manual_tag, update_screen
 from app.sources.base import ChatTarget, SourceBatch, SourceStatus
@@ -49,13 +50,18 @@ LATEST = 50
 QUEUE_SHOWN = ("claimed_by", "hidden", "pinned", "approved", "on_screen", "held", "question")
 
 
+Metrics = tuple[int, int, int, int, int | None]  # retweets, likes, replies, quotes, impressions
+
+
 @dataclass(slots=True)
 class WriteResult:
     new_posts: list[LivePost]
-    seen_again: list[PostRecord]
+    seen_again: list[tuple[str, Metrics]]
     retagged: dict[str, Tag]
     polls: list[PollState]
     questions: dict[int, str]
+    # The posts handed to the tagger (other processes re-read them to keep their tagger in step).
+    inputs: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -83,6 +89,8 @@ class ChatRuntime:
     slug: str
     sessions: sessionmaker[Session]
     broadcast: Broadcast
+    # Other processes serving the same chat (Redis), told of every change once it is stored.
+    sync: Sync = field(default_factory=LocalSync)
     price_per_post: float = 0.005
     lookback: timedelta = timedelta(hours=72)
     chat_id: int = 0
@@ -102,12 +110,16 @@ class ChatRuntime:
     seq: int = 0
     _queue: asyncio.Queue[SourceBatch] = field(default_factory=lambda: asyncio.Queue(QUEUE_BATCHES))
     _pending_posts: list[dict[str, Any]] = field(default_factory=list)
+    # Collected post id → wall-clock time its batch was emitted, until the batch is applied.
+    _received_at: dict[str, float] = field(default_factory=dict)
     _pending_tags: dict[str, Tag] = field(default_factory=dict)
     _pending_change: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: asyncio.Future[WriteResult] | None = None
     _status_writes: set[asyncio.Future[None]] = field(default_factory=set)
+    _sync_inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    _announcing: set[asyncio.Task[None]] = field(default_factory=set)
     # One thread does all of this chat's database work, in order: a status reported after a
     # batch is written after it, and SQLite never sees two writers from one chat.
     _db: ThreadPoolExecutor = field(
@@ -121,14 +133,23 @@ class ChatRuntime:
     # -- start and stop ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Listen before reading the database: a change announced meanwhile is applied after the
+        # load (applying a change twice is harmless), so none falls between the two.
+        await self.sync.subscribe(self.slug, self._heard)
         await asyncio.get_running_loop().run_in_executor(self._db, self._load)
         self._idle.set()
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"ingest:{self.slug}"),
             asyncio.create_task(self._flusher(), name=f"flush:{self.slug}"),
+            asyncio.create_task(self._sync_worker(), name=f"sync:{self.slug}"),
         ]
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sync.unsubscribe(self.slug)
+        for task in list(self._announcing):
+            with contextlib.suppress(Exception):
+                await task
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -231,6 +252,9 @@ class ChatRuntime:
 
     async def emit(self, batch: SourceBatch) -> None:
         self._idle.clear()
+        received = time.time()  # when these posts entered the server: the updates' received_at
+        for record in batch.parsed.collected:
+            self._received_at.setdefault(record.id, received)
         await self._queue.put(batch)
 
     def report(self, status: SourceStatus) -> None:
@@ -248,6 +272,7 @@ class ChatRuntime:
         else:  # never block the event loop on the database
             self._status_writes.add(loop.run_in_executor(self._db, self._save_status, status))
             self._status_writes = {f for f in self._status_writes if not f.done()}
+            self._announce({"kind": "status", "source": status.source, **view.as_dict()})
 
     def _save_status(self, status: SourceStatus) -> None:
         now = datetime.now(UTC)
@@ -286,6 +311,10 @@ class ChatRuntime:
                 await asyncio.get_running_loop().run_in_executor(self._db, self._load)
             else:
                 self._apply(result, batches)
+                self._announce_ingest(result, batches)
+            for done in batches:
+                for record in done.parsed.collected:
+                    self._received_at.pop(record.id, None)
             if self._queue.empty():
                 self._idle.set()
 
@@ -331,7 +360,7 @@ class ChatRuntime:
             # the chat has just collected it.
             for pid in newly:
                 retagged.setdefault(pid, self.tagger.tag(pid))
-            _save_tags(session, self.chat_id, retagged)
+            save_tags(session, self.chat_id, retagged)
             questions: dict[int, str] = {}
             if self.tagger.question_posts() != questions_before:
                 chat = get_chat(session, self.slug)
@@ -353,12 +382,21 @@ class ChatRuntime:
             _live_post(record, names, retagged.get(record.id), metrics.get(record.id))
             for record in stored.newly_collected
         ]
-        seen_again = [r for r in parsed.collected if r.id not in newly]
+        seen_again = [
+            (
+                r.id,
+                (r.retweet_count, r.like_count, r.reply_count, r.quote_count, r.impression_count),
+            )
+            for r in parsed.collected
+            if r.id not in newly
+        ]
         polls = [
             PollState(p.id, p.voting_status, tuple(p.options))
             for p in {p.id: p for p in parsed.polls}.values()
         ]
-        return WriteResult(new_posts, seen_again, retagged, polls, questions)
+        return WriteResult(
+            new_posts, seen_again, retagged, polls, questions, [i.id for i in inputs]
+        )
 
     def _apply(self, result: WriteResult, batches: list[SourceBatch]) -> None:
         figures = self.figures
@@ -371,14 +409,14 @@ class ChatRuntime:
             figures.add(post)
             if post.poll_id and post.kind != "retweet":
                 self.poll_posts.add(post.id)
-        for record in result.seen_again:
+        for post_id, (retweets, likes, replies, quotes, impressions) in result.seen_again:
             figures.set_metrics(
-                record.id,
-                retweet_count=record.retweet_count,
-                like_count=record.like_count,
-                reply_count=record.reply_count,
-                quote_count=record.quote_count,
-                impression_count=record.impression_count,
+                post_id,
+                retweet_count=retweets,
+                like_count=likes,
+                reply_count=replies,
+                quote_count=quotes,
+                impression_count=impressions,
             )
         new_ids = {post.id for post in result.new_posts}
         for post_id, tag in result.retagged.items():
@@ -393,6 +431,7 @@ class ChatRuntime:
         for post in sorted(result.new_posts, key=lambda p: (p.created_at, int(p.id))):
             item = figures.post(post.id)
             if item is not None and not post.hidden:
+                item["received_at"] = self._received_at.get(post.id, time.time())
                 self._pending_posts.append(item)
                 self.screen.arrive(item, now)
         self.screen.changed.add("queue")
@@ -441,6 +480,7 @@ class ChatRuntime:
                 message["queue_upsert"] = upsert
                 message["queue_remove"] = gone
         self.seq += 1
+        message["sent_at"] = time.time()  # made: from here on, the time is the fan-out's
         self.broadcast.publish(self.channel, message)
 
     # -- the screen and the panel ---------------------------------------------------------------
@@ -488,20 +528,31 @@ class ChatRuntime:
     ) -> dict[str, Any]:
         """Apply a panel action in the database, then to what the pages show."""
 
-        def write() -> tuple[ChatPost, list[str]]:
+        def write() -> tuple[ChatPost | None, list[str]]:
             with self.sessions.begin() as session:
-                chat = get_chat(session, self.slug)
-                row = action(session, chat)
-                session.flush()
-                pins = session.scalars(
-                    select(ChatPost.post_id)
-                    .where(ChatPost.chat_id == chat.id, ChatPost.pinned_at.is_not(None))
-                    .order_by(ChatPost.pinned_at.desc())
-                ).all()
-                session.expunge(row)
-                return row, list(pins)
+                action(session, get_chat(session, self.slug))
+            return self._read_marks(post_id)
 
         row, pins = await self.run_db(write)
+        assert row is not None
+        post = self._apply_marks(post_id, row, pins)
+        self._announce({"kind": "marks", "id": post_id})
+        return self.panel_post(post) | {"handled": row.handled, "manual": row.manual}
+
+    def _read_marks(self, post_id: str) -> tuple[ChatPost | None, list[str]]:
+        with self.sessions() as session:
+            row = session.get(ChatPost, (self.chat_id, NETWORK, post_id))
+            pins = session.scalars(
+                select(ChatPost.post_id)
+                .where(ChatPost.chat_id == self.chat_id, ChatPost.pinned_at.is_not(None))
+                .order_by(ChatPost.pinned_at.desc())
+            ).all()
+            if row is not None:
+                session.expunge(row)
+            return row, list(pins)
+
+    def _apply_marks(self, post_id: str, row: ChatPost, pins: list[str]) -> dict[str, Any]:
+        """What the pages show of a post's panel marks (claim, handled, hidden, approved, pins)."""
         figures = self.figures
         assert figures is not None
         post = figures.post(post_id)
@@ -517,7 +568,7 @@ class ChatRuntime:
             self.screen.claim(post_id, row.claimed_by)
         self.screen.set_pins([p for p in pins if p not in self.screen.hidden])
         self._pending_change = True
-        return self.panel_post(post) | {"handled": row.handled, "manual": row.manual}
+        return post
 
     async def tag_action(
         self, post_id: str, question: int | None, *, manual: bool
@@ -535,7 +586,7 @@ class ChatRuntime:
                 else:
                     changed = self.tagger.clear_manual(post_id)
                 changed = {pid: tag for pid, tag in changed.items() if pid in self.collected}
-                _save_tags(session, self.chat_id, changed)
+                save_tags(session, self.chat_id, changed)
                 if not manual:
                     row = session.get(ChatPost, (self.chat_id, NETWORK, post_id))
                     assert row is not None
@@ -545,15 +596,30 @@ class ChatRuntime:
                 return changed
 
         changed = await self.run_db(write)
+        self._apply_tags(changed)
+        self._announce({"kind": "tag", "id": post_id, "question": question, "manual": manual})
+        assert self.figures is not None
+        post = self.figures.post(post_id)
+        assert post is not None
+        return self.panel_post(post) | {"manual": manual}
+
+    def _retag_in_memory(self, post_id: str, question: int | None, manual: bool) -> dict[str, Tag]:
+        """Another process's manual tag: the same change to this process's tagger."""
+        assert self.tagger is not None
+        if manual:
+            changed = self.tagger.set_manual(post_id, question)
+        else:
+            changed = self.tagger.clear_manual(post_id)
+            changed[post_id] = self.tagger.tag(post_id)
+        return {pid: tag for pid, tag in changed.items() if pid in self.collected}
+
+    def _apply_tags(self, changed: dict[str, Tag]) -> None:
         assert self.figures is not None
         for pid, tag in changed.items():
             self.figures.set_tag(pid, tag.question, tag.method)
             self._pending_tags[pid] = tag
         self.screen.changed.add("queue")
         self._pending_change = True
-        post = self.figures.post(post_id)
-        assert post is not None
-        return self.panel_post(post) | {"manual": manual}
 
     async def screen_action(self, changes: dict[str, Any]) -> dict[str, Any]:
         def write() -> dict[str, Any]:
@@ -561,6 +627,15 @@ class ChatRuntime:
                 return update_screen(session, get_chat(session, self.slug), changes)
 
         settings = await self.run_db(write)
+        self._apply_screen(settings)
+        self._announce({"kind": "screen"})
+        return settings
+
+    def _read_screen(self) -> dict[str, Any]:
+        with self.sessions() as session:
+            return screen_settings(get_chat(session, self.slug))
+
+    def _apply_screen(self, settings: dict[str, Any]) -> None:
         self.screen.configure(ScreenSettings.from_dict(settings))
         for post in self._posts(list(self.screen.wall)):
             if not self.screen.allows(post):
@@ -570,7 +645,6 @@ class ChatRuntime:
                 self.screen.held[post_id] = 0.0
         self.info["screen"] = settings
         self._pending_change = True
-        return settings
 
     async def reload(self) -> None:
         """Read the chat again after a change of its run of show (tags recomputed)."""
@@ -583,6 +657,7 @@ class ChatRuntime:
         await self.run_db(write)
         self.screen.changed.add("chat")  # the run of show reaches open pages
         self._pending_change = True
+        self._announce({"kind": "reload"})
 
     def _state(self) -> dict[str, Any]:
         figures = self.figures
@@ -613,7 +688,7 @@ class ChatRuntime:
             "type": "snapshot",
             "seq": self.seq,
             "chat": self.info,
-            "latest": figures.latest(LATEST),
+            "latest": self._latest_sent(),
             **self._state(),
             "screen": self.screen.settings.as_dict(),
             # Hidden posts still count, so they can stand in the figures' top lists: the
@@ -623,6 +698,14 @@ class ChatRuntime:
             "pinned": self._posts(self.screen.pinned),
             "queue": queue,
         }
+
+    def _latest_sent(self) -> list[dict[str, Any]]:
+        """The newest posts, less those waiting for the next update (which carries them): a new
+        page gets each post once."""
+        assert self.figures is not None
+        pending = {post["id"] for post in self._pending_posts}
+        latest = self.figures.latest(LATEST + len(pending))
+        return [post for post in latest if post["id"] not in pending][:LATEST]
 
     def current_question(self, questions: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The host's choice, or the last question started by the time of the newest post.
@@ -673,9 +756,140 @@ class ChatRuntime:
         ids += sorted(self.poll_posts)
         return list(dict.fromkeys(ids))[:100]
 
-    def set_trends(self, trending: list[dict[str, Any]], note: str) -> None:
+    def set_trends(
+        self, trending: list[dict[str, Any]], note: str, *, announce: bool = True
+    ) -> None:
         self.trending, self.trends_note = trending, note
         self._pending_change = True
+        if announce:
+            self._announce({"kind": "trends", "trending": trending, "note": note})
+
+    # -- other processes (app/live/sync.py) ---------------------------------------------------
+
+    def _announce(self, message: dict[str, Any]) -> None:
+        """Tell the other processes of a change already stored (never waits; Redis only)."""
+        if not self.sync.shared:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self.sync.publish(self.slug, message))
+        except RuntimeError:
+            return  # no loop (a test driving the runtime by hand): nobody else to tell
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    def _announce_ingest(self, result: WriteResult, batches: list[SourceBatch]) -> None:
+        counts: dict[str, list[int]] = {}
+        for batch in batches:
+            entry = counts.setdefault(batch.source, [0, 0])
+            entry[0] += batch.posts_read
+            entry[1] += batch.requests
+        self._announce(
+            {
+                "kind": "ingest",
+                "new": [post.id for post in result.new_posts],
+                "inputs": result.inputs,
+                "again": [post_id for post_id, _ in result.seen_again],
+                "polls": [poll.id for poll in result.polls],
+                "questions": bool(result.questions),
+                "sources": counts,
+            }
+        )
+
+    async def _heard(self, message: dict[str, Any]) -> None:
+        self._sync_inbox.put_nowait(message)
+
+    async def _sync_worker(self) -> None:
+        while True:
+            message = await self._sync_inbox.get()
+            try:
+                await self.apply_remote(message)
+            except Exception:
+                log.exception("%s: could not apply %s from another process", self.slug, message)
+
+    async def apply_remote(self, message: dict[str, Any]) -> None:
+        """Apply a change another process made and stored, reading what changed."""
+        kind = message.get("kind")
+        if kind == "ingest":
+            result = await self.run_db(lambda: self._read_ingest(message))
+            self._apply(result, [])
+            for source, (read, requests) in dict(message.get("sources") or {}).items():
+                view = self.sources.setdefault(source, SourceView())
+                view.posts_read += int(read)
+                view.requests += int(requests)
+        elif kind == "status":
+            view = self.sources.setdefault(str(message["source"]), SourceView())
+            view.state = str(message.get("state", view.state))
+            view.detail = str(message.get("detail", ""))
+            view.retry_at = message.get("retry_at")
+            self._pending_change = True
+        elif kind == "marks":
+            post_id = str(message["id"])
+            row, pins = await self.run_db(lambda: self._read_marks(post_id))
+            if row is not None and self.figures is not None and self.figures.post(post_id):
+                self._apply_marks(post_id, row, pins)
+        elif kind == "tag":
+            post_id, question = str(message["id"]), message.get("question")
+            manual = bool(message.get("manual"))
+            changed = await self.run_db(lambda: self._retag_in_memory(post_id, question, manual))
+            self._apply_tags(changed)
+        elif kind == "screen":
+            self._apply_screen(await self.run_db(self._read_screen))
+        elif kind == "reload":
+            await self.run_db(self._load)
+            self.screen.changed.add("chat")
+            self._pending_change = True
+        elif kind == "trends":
+            self.set_trends(
+                list(message.get("trending") or []), str(message.get("note", "")), announce=False
+            )
+
+    async def catch_up(self) -> int:
+        """Take in the collected posts the database has and this process has not heard of (the
+        last batch of a collector that died before announcing it). Returns how many."""
+
+        def missing() -> list[str]:
+            with self.sessions() as session:
+                stored = session.scalars(
+                    select(ChatPost.post_id).where(ChatPost.chat_id == self.chat_id)
+                ).all()
+            return [post_id for post_id in stored if post_id not in self.collected]
+
+        ids = await self.run_db(missing)
+        if ids:
+            await self.apply_remote({"kind": "ingest", "new": ids, "questions": True})
+        return len(ids)
+
+    def _read_ingest(self, message: dict[str, Any]) -> WriteResult:
+        """Another process stored a batch: the same change to this process's state."""
+        assert self.tagger is not None
+        new_ids = [str(i) for i in message.get("new") or []]
+        newly = [post_id for post_id in new_ids if post_id not in self.collected]
+        with self.sessions() as session:
+            wanted = {str(i) for i in message.get("inputs") or []} | set(newly)
+            known = set(self.tagger.tags()) - wanted
+            changed = self.tagger.add(tag_inputs(session, wanted, known=known))
+            retagged = {
+                pid: tag for pid, tag in changed.items() if pid in self.collected or pid in newly
+            }
+            for post_id in newly:
+                retagged.setdefault(post_id, self.tagger.tag(post_id))
+            new_posts = list(_live_posts(session, self.chat_id, newly)) if newly else []
+            again = [str(i) for i in message.get("again") or []]
+            metrics = _stored_metrics(session, set(again))
+            poll_ids = {str(i) for i in message.get("polls") or []}
+            polls = [p for p in _polls(session, self.chat_id) if p.id in poll_ids]
+            questions: dict[int, str] = {}
+            if message.get("questions"):
+                chat = get_chat(session, self.slug)
+                questions = {q.number: q.text for q in chat.questions}
+        self.collected.update(newly)
+        return WriteResult(
+            new_posts,
+            [(post_id, metrics[post_id]) for post_id in again if post_id in metrics],
+            retagged,
+            polls,
+            questions,
+        )
 
 
 def _source_row(session: Session, chat_id: int, source: str) -> SourceState:
@@ -706,17 +920,6 @@ def _names(session: Session, parsed: Parsed) -> dict[str, tuple[str, str]]:
         ).all()
         names.update({row[0]: (row[1], row[2]) for row in rows})
     return names
-
-
-def _save_tags(session: Session, chat_id: int, tags: dict[str, Tag]) -> None:
-    for post_id, tag in tags.items():
-        row = session.get(ChatPost, (chat_id, NETWORK, post_id))
-        if row is not None and not row.manual:
-            row.question = tag.question
-            row.tag_method = tag.method
-
-
-Metrics = tuple[int, int, int, int, int | None]  # retweets, likes, replies, quotes, impressions
 
 
 def _stored_metrics(session: Session, ids: set[str]) -> dict[str, Metrics]:
@@ -773,13 +976,24 @@ def _live_post(
     )
 
 
-def _live_posts(session: Session, chat_id: int) -> Iterable[LivePost]:
+def _live_posts(session: Session, chat_id: int, ids: list[str] | None = None) -> Iterable[LivePost]:
+    """The chat's collected posts (or those of `ids`) as the live figures hold them."""
     query = (
         select(ChatPost, Post, Account.username, Account.name)
         .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
         .outerjoin(Account, and_(Account.network == Post.network, Account.id == Post.author_id))
         .where(ChatPost.chat_id == chat_id)
     )
+    if ids is not None:
+        for start in range(0, len(ids), 1000):
+            yield from _live_posts_of(
+                session, query.where(ChatPost.post_id.in_(ids[start : start + 1000]))
+            )
+        return
+    yield from _live_posts_of(session, query)
+
+
+def _live_posts_of(session: Session, query: Any) -> Iterable[LivePost]:
     for chat_post, post, username, name in session.execute(query.execution_options(yield_per=2000)):
         yield LivePost(
             id=post.id,
