@@ -7,7 +7,7 @@ posts on the run of show.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, select, update
@@ -74,7 +74,7 @@ def load_tagger(
     inputs = _inputs(tuple(row[:7]) for row in rows)
     # Follow replies and quotes into context posts (and their parents) until nothing new is found.
     wanted = {ref for item in inputs for ref in (item.in_reply_to_id, item.quoted_id) if ref}
-    inputs.extend(tag_inputs(session, wanted - set(stored), known=set(stored)))
+    inputs.extend(tag_inputs(session, wanted - stored.keys(), known=stored))
     tagger = Tagger(chat_plan(chat))
     tagger.add(inputs)
     for post_id, (question, _method, manual) in stored.items():
@@ -83,11 +83,14 @@ def load_tagger(
     return tagger, stored
 
 
-def tag_inputs(session: Session, ids: Iterable[str], known: Iterable[str] = ()) -> list[TagInput]:
+def tag_inputs(
+    session: Session, ids: Iterable[str], known: Container[str] = frozenset()
+) -> list[TagInput]:
     """The stored posts `ids` as tagger inputs, and the posts they reply to or quote (and theirs)
-    that are stored and not among `known`. Ids not stored anywhere are left out."""
+    that are stored and not in `known` (e.g. the tagger's own tags: a view, never copied, so
+    that a batch costs the same in a chat of any size). Ids not stored anywhere are left out."""
     account_join = and_(Account.network == Post.network, Account.id == Post.author_id)
-    seen = set(known)
+    seen: set[str] = set()
     wanted = set(ids)
     inputs: list[TagInput] = []
     while wanted:
@@ -106,9 +109,11 @@ def tag_inputs(session: Session, ids: Iterable[str], known: Iterable[str] = ()) 
             )
             inputs.extend(found)
             wanted.update(
-                ref for item in found for ref in (item.in_reply_to_id, item.quoted_id) if ref
+                ref
+                for item in found
+                for ref in (item.in_reply_to_id, item.quoted_id)
+                if ref and ref not in seen and ref not in known
             )
-        wanted -= seen
     return inputs
 
 

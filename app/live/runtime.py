@@ -866,8 +866,7 @@ class ChatRuntime:
         newly = [post_id for post_id in new_ids if post_id not in self.collected]
         with self.sessions() as session:
             wanted = {str(i) for i in message.get("inputs") or []} | set(newly)
-            known = set(self.tagger.tags()) - wanted
-            changed = self.tagger.add(tag_inputs(session, wanted, known=known))
+            changed = self.tagger.add(tag_inputs(session, wanted, known=self.tagger.tags()))
             retagged = {
                 pid: tag for pid, tag in changed.items() if pid in self.collected or pid in newly
             }
