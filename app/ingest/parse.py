@@ -29,6 +29,7 @@ class UserRecord:
     profile_image_url: str | None = None
     verified: bool = False
     followers_count: int | None = None
+    network: str = NETWORK  # "x", "mastodon", "bluesky": the id is unique within its network
 
 
 @dataclass(slots=True)
@@ -38,6 +39,7 @@ class PollRecord:
     voting_status: str | None = None
     end_datetime: datetime | None = None
     duration_minutes: int | None = None
+    network: str = NETWORK
 
 
 @dataclass(slots=True)
@@ -60,6 +62,7 @@ class PostRecord:
     quote_count: int
     impression_count: int | None
     raw: dict[str, Any]
+    network: str = NETWORK
 
 
 @dataclass(slots=True)
