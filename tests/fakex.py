@@ -41,34 +41,34 @@ Faults, scripted from the test:
   the page before), `search_excludes_retweets`, `trends_status` (e.g. 403).
 - `publish_ids` publishes in any order; `set_metrics` bumps a post's `public_metrics`.
 
-Starting a server is quick but stopping one takes 0.2 s (uvicorn), so a test module may share
-one (`scope="module"`) and call `reset(...)` (the constructor's arguments) before each test.
+The serving, request records, faults, rate-limit windows and stream machinery are
+`tests/fakeserver.py`'s. Starting a server is quick but stopping one takes 0.2 s (uvicorn), so a
+test module may share one (`scope="module"`) and call `reset(...)` (the constructor's arguments)
+before each test.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import math
 import re
 import secrets
-import socket
-import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
+
+from tests import fakeserver
+from tests.fakeserver import StreamConnection, StreamingFakeServer, epoch_reset, read_body
 
 Endpoint = Literal["search", "stream", "rules", "trends", "lookup"]
 ENDPOINTS: tuple[Endpoint, ...] = ("search", "stream", "rules", "trends", "lookup")
@@ -93,41 +93,12 @@ DEFAULT_TRENDS: list[tuple[str, int | None]] = [
 ]
 
 
-@dataclass
-class RecordedRequest:
-    method: str
+@dataclass(kw_only=True)
+class RecordedRequest(fakeserver.RecordedRequest):
     path: str
     endpoint: Endpoint
     params: dict[str, str]
     body: Any
-    time: float  # epoch seconds when it arrived
-    status: int = 0  # 0 until answered
-    response_headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Fault:
-    status: int  # the HTTP status to answer with; 0 = answer normally after `hang`
-    reset_in: float = 1.0  # for 429: seconds until x-rate-limit-reset
-    hang: float = 0.0  # seconds to wait before answering
-
-
-@dataclass
-class StreamScript:
-    """How one stream connection misbehaves (each connection takes the next script)."""
-
-    drop_after: int | None = None  # end the response after this many messages
-    abort: bool = False  # ... by breaking the connection (no final chunk) instead
-    silent_after: int | None = None  # after this many messages send nothing, not even keep-alives
-    keepalive_only: bool = False  # send keep-alives, never a post
-
-
-@dataclass
-class _Connection:
-    loop: asyncio.AbstractEventLoop
-    wake: asyncio.Event
-    cursor: int  # index into FakeX.published of the next post to consider
-    generation: int  # a reset ends the connections of the generation before
 
 
 def _parse_time(value: str) -> datetime:
@@ -222,8 +193,11 @@ def _has_term(tweet: Mapping[str, Any], term: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE) is not None
 
 
-class FakeX:
+class FakeX(StreamingFakeServer[Endpoint, RecordedRequest]):
     """The fake X API and its controls. Use as a context manager: `with FakeX(...) as fake:`."""
+
+    name = "X"
+    window_seconds = WINDOW_SECONDS
 
     def __init__(
         self,
@@ -236,14 +210,7 @@ class FakeX:
         trends: list[tuple[str, int | None]] | None = None,
         limits: Mapping[Endpoint, int] | None = None,
     ) -> None:
-        self._lock = threading.RLock()
-        self._closing = threading.Event()
-        self._open: list[_Connection] = []
-        self._generation = 0
-        self._sock: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
+        super().__init__()
         self.reset(
             posts,
             token=token,
@@ -271,14 +238,11 @@ class FakeX:
         server and reset it for each test. Streams still open from before are closed.
         """
         with self._lock:
-            self._generation += 1
-            self._wake_streams()
+            self._start_over(ENDPOINTS)
             self.token = token
             self.keepalive_interval = keepalive_interval
             self.search_excludes_retweets = search_excludes_retweets
-            # Faults that stay on until turned off.
-            self.stream_duplicates = False  # every stream message is sent twice
-            self.stream_out_of_order = False  # posts published together go newest first
+            # Faults that stay on until turned off (`stream_duplicates`, `stream_out_of_order` too).
             self.search_duplicate_across_pages = False  # a page starts with the last one's last
             self.trends: list[tuple[str, int | None]] = list(trends or DEFAULT_TRENDS)
             self.trends_status: int | None = None  # e.g. 403: a plan without trends
@@ -290,17 +254,10 @@ class FakeX:
             self.published: list[str] = []  # ids, in the order they were published
             self.shift = timedelta(0)
             self.rules: dict[str, dict[str, str]] = {}
-            self.stream_connections = 0  # stream connections accepted so far
-            self.messages_sent = 0
-            self.keepalives_sent = 0
 
             self._published_set: set[str] = set()
-            self._requests: list[RecordedRequest] = []
-            self._faults: dict[Endpoint, deque[Fault]] = {name: deque() for name in ENDPOINTS}
-            self._stream_scripts: deque[StreamScript] = deque()
             self._tokens: dict[str, list[list[str]]] = {}
             self._limits: dict[Endpoint, int] = {**DEFAULT_LIMITS, **(limits or {})}
-            self._windows: dict[Endpoint, tuple[float, int]] = {}  # (reset epoch, used)
             self._next_rule_id = 1_640_000_000_000_000_000
 
             if posts is not None:
@@ -404,105 +361,7 @@ class FakeX:
         with self._lock:
             return copy.deepcopy(self.posts.get(post_id) or self.context[post_id])
 
-    def fail_next(
-        self,
-        endpoint: Endpoint,
-        status: int,
-        *,
-        times: int = 1,
-        reset_in: float = 1.0,
-        after: int = 0,
-    ) -> None:
-        """After `after` good answers, the next `times` requests to `endpoint` get `status`
-        (429 with `x-rate-limit-remaining: 0` and a reset `reset_in` s ahead, 500, 503, 403...)."""
-        with self._lock:
-            self._faults[endpoint].extend(Fault(0) for _ in range(after))
-            self._faults[endpoint].extend(Fault(status, reset_in) for _ in range(times))
-
-    def hang_next(self, endpoint: Endpoint, seconds: float, *, times: int = 1) -> None:
-        """The next `times` requests to `endpoint` wait `seconds` before being answered."""
-        with self._lock:
-            self._faults[endpoint].extend(Fault(0, hang=seconds) for _ in range(times))
-
-    def script_stream(self, *scripts: StreamScript) -> None:
-        """The next stream connections behave as these scripts say, one each, in order."""
-        with self._lock:
-            self._stream_scripts.extend(scripts)
-
-    def stream_drop_after(self, messages: int, *, abort: bool = False) -> None:
-        self.script_stream(StreamScript(drop_after=messages, abort=abort))
-
-    def stream_go_silent(self, after: int = 0) -> None:
-        self.script_stream(StreamScript(silent_after=after))
-
-    def stream_keepalive_only(self) -> None:
-        self.script_stream(StreamScript(keepalive_only=True))
-
-    def requests(self, endpoint: Endpoint | None = None) -> list[RecordedRequest]:
-        with self._lock:
-            return [r for r in self._requests if endpoint is None or r.endpoint == endpoint]
-
-    @property
-    def open_streams(self) -> int:
-        with self._lock:
-            return len(self._open)
-
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait (without blocking the event loop) until `condition()` holds, or fail."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"condition not met within {timeout} s")
-            await asyncio.sleep(0.01)
-
-    def wait_until_sync(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"condition not met within {timeout} s")
-            time.sleep(0.01)
-
     # -- serving ------------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeX:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        # Accepted connections inherit this: without it each response (headers, then body in a
-        # second small write) waits ~40 ms on Nagle's algorithm and the client's delayed ACK.
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            self.app(),
-            log_level="warning",
-            lifespan="off",
-            http="h11",
-            ws="none",
-            loop="asyncio",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake X server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._closing.set()
-        with self._lock:
-            self._wake_streams()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._sock is not None:
-            self._sock.close()
 
     def app(self) -> Starlette:
         return Starlette(
@@ -517,79 +376,42 @@ class FakeX:
 
     # -- request plumbing ---------------------------------------------------------------------
 
-    def _rate_headers(self, endpoint: Endpoint, *, exhausted_for: float | None = None) -> dict:
-        now = time.time()
-        with self._lock:
-            reset, used = self._windows.get(endpoint, (0.0, 0))
-            if now >= reset:
-                reset, used = now + WINDOW_SECONDS, 0
-                self._windows[endpoint] = (reset, used)
-            limit = self._limits[endpoint]
-            remaining = max(limit - used, 0)
-        if exhausted_for is not None:
-            remaining, reset = 0, now + exhausted_for
+    def _rate_limit(self, endpoint: str) -> int:
+        return self._limits[cast(Endpoint, endpoint)]
+
+    def _format_rate_headers(self, limit: int, remaining: int, reset: float) -> dict[str, str]:
         return {
             "x-rate-limit-limit": str(limit),
             "x-rate-limit-remaining": str(remaining),
-            "x-rate-limit-reset": str(math.ceil(reset)),
+            "x-rate-limit-reset": epoch_reset(reset),
         }
-
-    def _count(self, endpoint: Endpoint) -> bool:
-        """Count a request in the window; False if the window's limit is already used up."""
-        now = time.time()
-        with self._lock:
-            reset, used = self._windows.get(endpoint, (0.0, 0))
-            if now >= reset:
-                reset, used = now + WINDOW_SECONDS, 0
-            if used >= self._limits[endpoint]:
-                self._windows[endpoint] = (reset, used)
-                return False
-            self._windows[endpoint] = (reset, used + 1)
-            return True
 
     async def _guard(
         self, request: Request, endpoint: Endpoint
     ) -> tuple[RecordedRequest, Response | None]:
-        body: Any = None
-        if request.method == "POST":
-            raw = await request.body()
-            try:
-                body = json.loads(raw) if raw else None
-            except json.JSONDecodeError:
-                body = raw.decode("utf-8", "replace")
         record = RecordedRequest(
             method=request.method,
             path=request.url.path,
             endpoint=endpoint,
             params=dict(request.query_params),
-            body=body,
+            body=await read_body(request),
             time=time.time(),
         )
-        with self._lock:
-            self._requests.append(record)
-            fault = self._faults[endpoint].popleft() if self._faults[endpoint] else None
+        fault = self._arrive(record)
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return record, self._json(record, 401, _problem(401), self._rate_headers(endpoint))
-        if fault is not None and fault.hang:
-            await self._sleep(fault.hang)
-        if fault is not None and fault.status:
-            if fault.status == 429:
-                headers = self._rate_headers(endpoint, exhausted_for=fault.reset_in)
-                body_429 = TOO_MANY_CONNECTIONS if endpoint == "stream" else _problem(429)
-                return record, self._json(record, 429, body_429, headers)
-            payload = FORBIDDEN if fault.status == 403 else _problem(fault.status)
-            return record, self._json(record, fault.status, payload, self._rate_headers(endpoint))
-        if not self._count(endpoint):
-            headers = self._rate_headers(endpoint)
-            return record, self._json(record, 429, _problem(429), headers)
-        return record, None
+        await self._hang(fault)
+        return record, self._refusal(record, fault)
 
-    def _json(
-        self, record: RecordedRequest, status: int, payload: Any, headers: Mapping[str, str]
-    ) -> JSONResponse:
-        record.status = status
-        record.response_headers = dict(headers)
-        return JSONResponse(payload, status_code=status, headers=dict(headers))
+    def _error_response(
+        self, record: RecordedRequest, status: int, headers: Mapping[str, str], *, scripted: bool
+    ) -> Response:
+        payload = _problem(status)
+        if scripted and status == 429 and record.endpoint == "stream":
+            payload = TOO_MANY_CONNECTIONS
+        elif scripted and status == 403:
+            payload = FORBIDDEN
+        return self._json(record, status, payload, headers)
 
     def _bad_request(
         self,
@@ -606,11 +428,6 @@ class FakeX:
             "type": "https://api.twitter.com/2/problems/invalid-request",
         }
         return self._json(record, 400, payload, self._rate_headers(endpoint))
-
-    async def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self._closing.is_set():
-            await asyncio.sleep(min(0.02, seconds))
 
     # -- shaping posts ------------------------------------------------------------------------
 
@@ -905,10 +722,6 @@ class FakeX:
 
     # -- the stream ---------------------------------------------------------------------------
 
-    def _wake_streams(self) -> None:
-        for connection in self._open:
-            connection.loop.call_soon_threadsafe(connection.wake.set)
-
     def _message(self, post_id: str) -> dict[str, Any] | None:
         tweet = self.posts[post_id]
         original = self._original(tweet)
@@ -932,75 +745,17 @@ class FakeX:
         record, refused = await self._guard(request, "stream")
         if refused is not None:
             return refused
-        with self._lock:
-            script = self._stream_scripts.popleft() if self._stream_scripts else StreamScript()
-            connection = _Connection(
-                asyncio.get_running_loop(),
-                asyncio.Event(),
-                cursor=len(self.published),
-                generation=self._generation,
-            )
-            self._open.append(connection)
-            self.stream_connections += 1
-        headers = self._rate_headers("stream")
-        record.status = 200
-        record.response_headers = dict(headers)
-        return StreamingResponse(
-            self._stream_body(request, connection, script),
-            media_type="application/json",
-            headers=headers,
+        return self._open_stream(
+            request, record, media_type="application/json", headers=self._rate_headers("stream")
         )
 
-    async def _stream_body(
-        self, request: Request, connection: _Connection, script: StreamScript
-    ) -> AsyncIterator[bytes]:
-        sent = 0
-        last_write = time.monotonic()
+    def _stream_position(self) -> int:
+        return len(self.published)
 
-        def over() -> bool:
-            return self._closing.is_set() or connection.generation != self._generation
-
-        try:
-            while not over():
-                if script.drop_after is not None and sent >= script.drop_after:
-                    if script.abort:
-                        raise ConnectionAbortedError("fake X breaks the stream connection")
-                    return
-                if script.silent_after is not None and sent >= script.silent_after:
-                    # Hold the connection open and say nothing until the client gives up.
-                    while not over() and not await request.is_disconnected():
-                        await asyncio.sleep(0.02)
-                    return
-                wait = max(0.0, last_write + self.keepalive_interval - time.monotonic())
-                try:
-                    await asyncio.wait_for(connection.wake.wait(), wait)
-                except TimeoutError:
-                    self.keepalives_sent += 1
-                    last_write = time.monotonic()
-                    yield b"\r\n"
-                    continue
-                connection.wake.clear()
-                if over():
-                    return
-                with self._lock:
-                    new = self.published[connection.cursor :]
-                    connection.cursor = len(self.published)
-                    messages = [] if script.keepalive_only else [self._message(i) for i in new]
-                batch = [m for m in messages if m is not None]
-                if self.stream_out_of_order:
-                    batch.reverse()
-                if self.stream_duplicates:
-                    batch = [m for m in batch for _ in range(2)]
-                for message in batch:
-                    if script.drop_after is not None and sent >= script.drop_after:
-                        break
-                    if script.silent_after is not None and sent >= script.silent_after:
-                        break
-                    sent += 1
-                    self.messages_sent += 1
-                    last_write = time.monotonic()
-                    yield (json.dumps(message, ensure_ascii=False) + "\r\n").encode()
-        finally:
-            with self._lock:
-                if connection in self._open:
-                    self._open.remove(connection)
+    def _new_chunks(self, connection: StreamConnection) -> list[bytes]:
+        new = self.published[connection.cursor :]
+        connection.cursor = len(self.published)
+        batch = [m for m in (self._message(i) for i in new) if m is not None]
+        if self.stream_out_of_order:
+            batch.reverse()
+        return [(json.dumps(m, ensure_ascii=False) + "\r\n").encode() for m in batch]

@@ -1,19 +1,18 @@
 """The X sources against the fake X server on loopback (real HTTP, no mocks of httpx).
 
-Each source runs as a task with a `RecordingContext` that also wakes the test when a batch or a
-status arrives, so the tests wait for events, not for fixed times. Delays are scaled down
-(backoff 50 ms, reconnect schedule x0.01, keep-alives every 0.2 s, stall timeout 0.5 s).
+Each source runs as a task with a `WatchedContext` (`tests/sources_helpers.py`), a
+`RecordingContext` that also wakes the test when a batch or a status arrives, so the tests wait for
+events, not for fixed times. Delays are scaled down (backoff 50 ms, reconnect schedule x0.01,
+keep-alives every 0.2 s, stall timeout 0.5 s).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
-from app.sources.base import ChatTarget, RecordingContext, SourceBatch, SourceStatus
+from app.sources.base import ChatTarget, SourceBatch
 from app.sources.x_api import (
     EXPANSIONS,
     XApi,
@@ -34,48 +33,24 @@ from app.sources.x_api import (
     newest_id,
 )
 from app.sources.x_refresh import fetch_trends, lookup_posts
-from app.sources.x_search import Backoff, backfill, first_start_time, run_search
+from app.sources.x_search import backfill, first_start_time, run_search
 from app.sources.x_stream import rule_tag, run_stream, sync_rules
 from tests.fakex import FakeX
+from tests.sources_helpers import (
+    FAST,
+    WatchedContext,
+    assert_backed_off_three_times,
+    run_until,
+    running,
+)
 
 QI_CHAT = Path(__file__).parent / "fixtures" / "qi-chat.jsonl"
-FAST = Backoff(base=0.05, cap=0.4, reset_margin=0.0)
 HASHTAGS = ("#LeadingQI", "#QIHour")
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@dataclass
-class WatchedContext(RecordingContext):
-    """A RecordingContext the test can wait on: every emit and report wakes `wait_for`."""
-
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def emit(self, batch: SourceBatch) -> None:
-        await super().emit(batch)
-        self.changed.set()
-
-    def report(self, status: SourceStatus) -> None:
-        super().report(status)
-        self.changed.set()
-
-    async def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait until `condition()` holds: checked at every batch and status, and every 50 ms
-        for conditions on the fake server's side."""
-        with anyio.fail_after(timeout):
-            while not condition():
-                self.changed.clear()
-                with anyio.move_on_after(0.05):
-                    await self.changed.wait()
-
-    def collected(self) -> list[str]:
-        return [post.id for batch in self.batches for post in batch.parsed.collected]
-
-    def states(self, state: str) -> list[SourceStatus]:
-        return [status for status in self.statuses if status.state == state]
 
 
 def make_ctx(fake: FakeX, *, start: datetime | None = None) -> WatchedContext:
@@ -128,23 +103,6 @@ def searchable(fake: FakeX, ctx: WatchedContext, ids: list[str] | None = None) -
     (the archive has two posts earlier still)."""
     start = first_start_time(ctx.chat)
     return {i for i in non_retweets(fake, ids) if created_at(fake, i) >= start}
-
-
-async def run_until(
-    ctx: WatchedContext,
-    source: Callable[..., Any],
-    condition: Callable[[], bool],
-    *,
-    timeout: float = 5.0,
-    **kwargs: Any,
-) -> None:
-    """Run a source until `condition` holds, then stop it and wait for it to return."""
-    stop = anyio.Event()
-    async with anyio.create_task_group() as group:
-        group.start_soon(lambda: source(ctx, stop=stop, **kwargs))
-        await ctx.wait_for(condition, timeout)
-        stop.set()
-    assert ctx.statuses[-1].state == "stopped"
 
 
 # -- the thin client -------------------------------------------------------------------------
@@ -377,14 +335,7 @@ async def test_search_backs_off_on_503_and_recovers(fake: FakeX, api: XApi) -> N
     await run_until(
         ctx, run_search, lambda: "newest_id" in ctx.position, api=api, interval=0.05, backoff=FAST
     )
-    failing = ctx.states("failing")
-    assert [s.detail.rsplit("retrying in ", 1)[1] for s in failing] == ["0.05 s", "0.1 s", "0.2 s"]
-    assert all("503" in s.detail and "Service Unavailable" in s.detail for s in failing)
-    times = [r.time for r in fake.requests("search")[:4]]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.195
-    after = ctx.statuses[ctx.statuses.index(failing[-1]) + 1]
-    assert after.state == "running"
+    assert_backed_off_three_times(ctx, fake.requests("search"), "Service Unavailable")
     assert set(ctx.collected()) == searchable(fake, ctx)
 
 
@@ -503,17 +454,12 @@ async def stream_ctx_connected(fake: FakeX, ctx: WatchedContext, connections: in
 @pytest.mark.anyio
 async def test_stream_emits_each_message_with_the_newest_id(fake: FakeX, api: XApi) -> None:
     ctx = make_ctx(fake)
-    stop = anyio.Event()
-    async with anyio.create_task_group() as group:
-        group.start_soon(
-            lambda: run_stream(
-                ctx, api, keepalive_timeout=1.0, backoff_scale=0.01, stop=stop, catch_up=False
-            )
-        )
+    async with running(
+        run_stream, ctx, api, keepalive_timeout=1.0, backoff_scale=0.01, catch_up=False
+    ):
         await stream_ctx_connected(fake, ctx)
         published = streamed(fake, fake.publish(40))
         await ctx.wait_for(lambda: set(ctx.collected()) == set(published))
-        stop.set()
     assert ctx.collected() == published  # in order, once each, retweets included
     assert any(fake.is_retweet(i) for i in published)
     for batch in ctx.batches:
@@ -533,15 +479,10 @@ async def test_stream_duplicates_and_out_of_order_posts(fake: FakeX, api: XApi) 
     fake.stream_duplicates = True
     fake.stream_out_of_order = True
     ctx = make_ctx(fake)
-    stop = anyio.Event()
-    async with anyio.create_task_group() as group:
-        group.start_soon(
-            lambda: run_stream(ctx, api, keepalive_timeout=1.0, stop=stop, catch_up=False)
-        )
+    async with running(run_stream, ctx, api, keepalive_timeout=1.0, catch_up=False):
         await stream_ctx_connected(fake, ctx)
         published = streamed(fake, fake.publish(10))
         await ctx.wait_for(lambda: len(ctx.collected()) == 2 * len(published))
-        stop.set()
     collected = ctx.collected()
     assert Counter(collected) == Counter({i: 2 for i in published})  # emitted; stored once later
     assert collected[0] == max(published, key=int)  # the newest came first
@@ -558,19 +499,15 @@ async def test_stream_reconnects_after_a_drop_and_backfills_the_gap(
     async with XApi(fake.url, fake.token) as api:
         fake.stream_drop_after(5)
         ctx = make_ctx(fake)
-        stop = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(
-                lambda: run_stream(
-                    ctx,
-                    api,
-                    keepalive_timeout=1.0,
-                    backoff_scale=0.01,
-                    stop=stop,
-                    catch_up=False,
-                    search_backoff=FAST,
-                )
-            )
+        async with running(
+            run_stream,
+            ctx,
+            api,
+            keepalive_timeout=1.0,
+            backoff_scale=0.01,
+            catch_up=False,
+            search_backoff=FAST,
+        ):
             await stream_ctx_connected(fake, ctx)
             burst = streamed(fake, fake.publish(40))  # 5 arrive, then X drops the connection
             await fake.wait_until(lambda: fake.stream_connections == 2 and fake.open_streams > 0)
@@ -583,7 +520,6 @@ async def test_stream_reconnects_after_a_drop_and_backfills_the_gap(
                 | (gap if search_has_retweets else non_retweets(fake, burst[5:]))
             )
             await ctx.wait_for(lambda: set(ctx.collected()) >= expected)
-            stop.set()
     search = fake.requests("search")
     assert search[0].params["since_id"] == max(burst[:5], key=int)
     collected = {post.id: post for b in ctx.batches for post in b.parsed.collected}
@@ -602,26 +538,21 @@ async def test_stream_reconnects_after_a_drop_and_backfills_the_gap(
 async def test_stream_reconnects_after_silence(fake: FakeX, api: XApi) -> None:
     fake.stream_go_silent(after=2)
     ctx = make_ctx(fake)
-    stop = anyio.Event()
     started = time.monotonic()
-    async with anyio.create_task_group() as group:
-        group.start_soon(
-            lambda: run_stream(
-                ctx,
-                api,
-                keepalive_timeout=0.5,
-                backoff_scale=0.01,
-                stop=stop,
-                catch_up=False,
-                search_backoff=FAST,
-            )
-        )
+    async with running(
+        run_stream,
+        ctx,
+        api,
+        keepalive_timeout=0.5,
+        backoff_scale=0.01,
+        catch_up=False,
+        search_backoff=FAST,
+    ):
         await stream_ctx_connected(fake, ctx)
         published = streamed(
             fake, fake.publish(12)
         )  # 2 arrive, then nothing, not even a keep-alive
         await ctx.wait_for(lambda: set(ctx.collected()) >= non_retweets(fake) | set(published[:2]))
-        stop.set()
     assert fake.stream_connections == 2
     assert time.monotonic() - started >= 0.5
     stalled = [s for s in ctx.states("failing") if "keep-alive" in s.detail]
@@ -754,16 +685,11 @@ async def test_stream_ignores_other_rules_posts(server: FakeX) -> None:
     async with XApi(fake.url, fake.token) as api:
         await api.add_rules([("#Cats", "another-app")])
         ctx = make_ctx(fake)
-        stop = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(
-                lambda: run_stream(ctx, api, keepalive_timeout=1.0, stop=stop, catch_up=False)
-            )
+        async with running(run_stream, ctx, api, keepalive_timeout=1.0, catch_up=False):
             await stream_ctx_connected(fake, ctx)
             fake.publish_ids(["12", "11"])
             await ctx.wait_for(lambda: ctx.collected() == ["11"])
             await fake.wait_until(lambda: fake.messages_sent == 2)
-            stop.set()
     assert ctx.collected() == ["11"]
     assert ctx.batches[0].parsed.users[0].username == "someone"
 

@@ -2,11 +2,12 @@
 
 It builds the requests (the expansions and fields every page needs for `parse_object`), sends
 them with the bearer token, reads the `x-rate-limit-*` headers, and turns every failure into one
-of the errors below, so that the sources (`x_search`, `x_stream`, `x_refresh`) decide what to do
-from the error's type alone: wait, back off, or stop and say why. It holds no state beyond the
-HTTP connection pool and the last rate-limit headers seen per endpoint.
+of the errors below (through `app.sources.http`, which the other networks' clients share), so that
+the sources (`x_search`, `x_stream`, `x_refresh`) decide what to do from the error's type alone:
+wait, back off, or stop and say why. It holds no state beyond the HTTP connection pool and the
+last rate-limit headers seen per endpoint.
 
-Exceptions::
+Exceptions (each also a subclass of the `app.sources.http` error of the same kind)::
 
     XApiError                  any failure talking to X; `str()` says what happened
      ├── XNetworkError         no HTTP answer: connection refused or reset, timeout, bad TLS
@@ -19,16 +20,28 @@ Exceptions::
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from app.config import Settings
+from app.sources.http import (
+    ApiClient,
+    ApiDialect,
+    ApiError,
+    AuthError,
+    ErrorKinds,
+    NetworkError,
+    RateLimited,
+    RateLimitHeaders,
+    RequestError,
+    ServerError,
+    StreamStalled,
+    stream_lines,
+)
 
 # What every page of posts asks for: enough for `parse_object` to build posts with their authors,
 # the posts they reference (threads, quotes, retweets), polls and metrics.
@@ -60,78 +73,31 @@ TRENDS_PATH = "/2/trends/by/woeid/{woeid}"
 MAX_PAGE = 100
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """The `x-rate-limit-*` headers of one response."""
-
-    limit: int | None
-    remaining: int | None
-    reset_at: datetime | None  # when the 15-minute window ends (X sends epoch seconds)
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit | None:
-        limit = _int_header(headers, "x-rate-limit-limit")
-        remaining = _int_header(headers, "x-rate-limit-remaining")
-        reset = _int_header(headers, "x-rate-limit-reset")
-        if limit is None and remaining is None and reset is None:
-            return None
-        reset_at = datetime.fromtimestamp(reset, UTC) if reset is not None else None
-        return cls(limit=limit, remaining=remaining, reset_at=reset_at)
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-class XApiError(Exception):
+class XApiError(ApiError):
     """A request to X failed. `status` is the HTTP status, or None when there was no answer."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        endpoint: str = "",
-        rate_limit: RateLimit | None = None,
-        body: Any = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.endpoint = endpoint
-        self.rate_limit = rate_limit
-        self.body = body
 
-
-class XNetworkError(XApiError):
+class XNetworkError(XApiError, NetworkError):
     """No HTTP answer from X (connection refused or dropped, a timeout)."""
 
 
-class XStreamStalled(XNetworkError):
+class XStreamStalled(XNetworkError, StreamStalled):
     """An open stream sent no byte, not even a keep-alive, within the timeout."""
 
 
-class XRateLimited(XApiError):
+class XRateLimited(XApiError, RateLimited):
     """429: too many requests (or stream connections) in the window."""
 
-    @property
-    def reset_at(self) -> datetime | None:
-        return self.rate_limit.reset_at if self.rate_limit else None
 
-
-class XServerError(XApiError):
+class XServerError(XApiError, ServerError):
     """5xx: X failed or is overloaded; the same request may succeed later."""
 
 
-class XAuthError(XApiError):
+class XAuthError(XApiError, AuthError):
     """401/403: the token is wrong, revoked, or its plan lacks this endpoint."""
 
 
-class XRequestError(XApiError):
+class XRequestError(XApiError, RequestError):
     """Another 4xx: X rejects the request itself (an invalid query or time, an unknown id)."""
 
 
@@ -160,35 +126,15 @@ def _problem_text(body: Any) -> str:
     return text or "; ".join(extra)
 
 
-def error_for_response(endpoint: str, response: httpx.Response) -> XApiError:
-    """The error a non-2xx response stands for (its body must have been read)."""
-    status = response.status_code
-    rate_limit = RateLimit.from_headers(response.headers)
-    try:
-        body: Any = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = response.text[:500] if response.content else None
-    reason = _problem_text(body) or response.reason_phrase or "no reason given"
-    message = f"X answered {status} to {endpoint}: {reason}"
-    kwargs: dict[str, Any] = {
-        "status": status,
-        "endpoint": endpoint,
-        "rate_limit": rate_limit,
-        "body": body,
-    }
-    if status == 429:
-        return XRateLimited(message, **kwargs)
-    if status in (401, 403):
-        return XAuthError(message, **kwargs)
-    if status >= 500:
-        return XServerError(message, **kwargs)
-    return XRequestError(message, **kwargs)
-
-
-def network_error(endpoint: str, exc: Exception) -> XNetworkError:
-    kind = type(exc).__name__
-    detail = str(exc) or kind
-    return XNetworkError(f"no answer from X for {endpoint} ({kind}: {detail})", endpoint=endpoint)
+# X's `x-rate-limit-*` headers give the reset in epoch seconds (the 15-minute window's end).
+X = ApiDialect(
+    "X",
+    RateLimitHeaders("x-rate-limit-"),
+    ErrorKinds(
+        XNetworkError, XRateLimited, XServerError, XAuthError, XRequestError, XStreamStalled
+    ),
+    reason=_problem_text,
+)
 
 
 def x_time(value: datetime) -> str:
@@ -223,23 +169,19 @@ class StreamConnection:
     def __init__(self, response: httpx.Response, endpoint: str) -> None:
         self._response = response
         self._endpoint = endpoint
-        self.rate_limit = RateLimit.from_headers(response.headers)
+        self.rate_limit = X.rate_limit(response.headers)
 
-    async def lines(self) -> AsyncIterator[str]:
+    def lines(self) -> AsyncIterator[str]:
         """Each line X sends; ends when X closes the stream, raises XNetworkError if it breaks."""
-        try:
-            async for line in self._response.aiter_lines():
-                yield line
-        except httpx.TimeoutException as exc:
-            raise XStreamStalled(
-                "the stream sent nothing, not even a keep-alive, within the timeout",
-                endpoint=self._endpoint,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise network_error(self._endpoint, exc) from exc
+        return stream_lines(
+            self._response,
+            X,
+            self._endpoint,
+            "the stream sent nothing, not even a keep-alive, within the timeout",
+        )
 
 
-class XApi:
+class XApi(ApiClient):
     """The X API v2 endpoints tweetchat uses, over one `httpx.AsyncClient`.
 
     Use as `async with XApi(url, token) as api:` (or call `aclose()`), so the connections close.
@@ -257,26 +199,17 @@ class XApi:
             raise XAuthError("no X bearer token: set TWEETCHAT_X_BEARER_TOKEN")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.rate_limits: dict[str, RateLimit] = {}
-        self._client = httpx.AsyncClient(
+        http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {bearer_token}", "User-Agent": "tweetchat"},
             timeout=timeout,
             transport=transport,
         )
+        super().__init__(X, http)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = 30.0) -> XApi:
         return cls(settings.x_api_url, settings.x_bearer_token or "", timeout=timeout)
-
-    async def __aenter__(self) -> XApi:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     # -- plain requests -----------------------------------------------------------------------
 
@@ -289,32 +222,7 @@ class XApi:
         params: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> dict[str, Any]:
-        try:
-            response = await self._client.request(method, path, params=params, json=body)
-        except httpx.TransportError as exc:
-            raise network_error(endpoint, exc) from exc
-        rate_limit = RateLimit.from_headers(response.headers)
-        if rate_limit is not None:
-            self.rate_limits[endpoint] = rate_limit
-        if not response.is_success:
-            raise error_for_response(endpoint, response)
-        try:
-            payload = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise XServerError(
-                f"X answered {endpoint} with a body that is not JSON",
-                status=response.status_code,
-                endpoint=endpoint,
-                rate_limit=rate_limit,
-            ) from exc
-        if not isinstance(payload, dict):
-            raise XServerError(
-                f"X answered {endpoint} with JSON that is not an object",
-                status=response.status_code,
-                endpoint=endpoint,
-                rate_limit=rate_limit,
-            )
-        return payload
+        return await self._request_object(method, path, endpoint=endpoint, params=params, json=body)
 
     async def search_recent(
         self,
@@ -378,23 +286,8 @@ class XApi:
         """
         endpoint = "stream"
         timeout = httpx.Timeout(self.timeout, read=read_timeout)
-        request = self._client.build_request(
+        request = self._http.build_request(
             "GET", STREAM_PATH, params=dict(POST_FIELDS), timeout=timeout
         )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise network_error(endpoint, exc) from exc
-        try:
-            rate_limit = RateLimit.from_headers(response.headers)
-            if rate_limit is not None:
-                self.rate_limits[endpoint] = rate_limit
-            if not response.is_success:
-                try:
-                    await response.aread()
-                except httpx.TransportError as exc:
-                    raise network_error(endpoint, exc) from exc
-                raise error_for_response(endpoint, response)
+        async with self._open_stream(request, endpoint) as response:
             yield StreamConnection(response, endpoint)
-        finally:
-            await response.aclose()

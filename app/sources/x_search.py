@@ -17,32 +17,32 @@ other 4xx stop the source with X's reason, because asking again cannot help.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
 from app.ingest.parse import Parsed, PayloadError, parse_object
-from app.sources.base import ChatTarget, SourceBatch, SourceContext, SourceStatus, State
+from app.sources.base import ChatTarget, SourceBatch, SourceContext
+
+# The `X as X` imports are re-exported: `x_stream` and the live hub import them from here.
+from app.sources.http import Backoff as Backoff
+from app.sources.http import Reporter as Reporter
+from app.sources.http import RetryingCaller as RetryingCaller
+from app.sources.http import StopEvent as StopEvent
+from app.sources.http import run_source
+from app.sources.http import run_until_stopped as run_until_stopped
 from app.sources.x_api import (
     MAX_PAGE,
     XApi,
     XApiError,
     XAuthError,
-    XNetworkError,
-    XRateLimited,
     XRequestError,
     XServerError,
     chat_query,
     newest_id,
     x_time,
 )
-
-T = TypeVar("T")
-StopEvent = anyio.Event | asyncio.Event
 
 SOURCE = "x-search"
 # Recent search reaches 7 days back; a minute's margin keeps a slow request inside the window.
@@ -51,114 +51,12 @@ SEARCH_WINDOW = timedelta(days=7) - timedelta(minutes=1)
 MIN_START_AGE = timedelta(seconds=30)
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """How a failed request is retried: 5xx and network errors wait `base` seconds, doubling up
-    to `cap`; a 429 waits until X's reset time plus `reset_margin` (for clock skew)."""
-
-    base: float = 1.0
-    cap: float = 60.0
-    reset_margin: float = 1.0
-
-
 def first_start_time(chat: ChatTarget, now: datetime | None = None) -> datetime:
     """Where the first round starts: `chat.lookback` before the chat, but inside recent search's
     7 days."""
     now = now or datetime.now(UTC)
     start = max(chat.start - chat.lookback, now - SEARCH_WINDOW)
     return min(start, now - MIN_START_AGE)
-
-
-async def run_until_stopped(stop: StopEvent | None, body: Callable[[], Awaitable[None]]) -> bool:
-    """Run `body` until it returns or `stop` is set (then it is cancelled, wherever it waits).
-
-    Returns True if `stop` ended it.
-    """
-    if stop is None:
-        await body()
-        return False
-    if stop.is_set():
-        return True
-    stopped = False
-    try:
-        async with anyio.create_task_group() as group:
-
-            async def watch() -> None:
-                nonlocal stopped
-                await stop.wait()
-                stopped = True
-                group.cancel_scope.cancel()
-
-            group.start_soon(watch)
-            await body()
-            group.cancel_scope.cancel()
-    except BaseExceptionGroup as errors:
-        # Only `body` can fail (the watcher just waits): raise its error as itself, not
-        # wrapped in a group, so callers can catch it by type.
-        if len(errors.exceptions) == 1:
-            raise errors.exceptions[0] from None
-        raise
-    return stopped
-
-
-class Reporter:
-    """Reports a source's state to its context, leaving out repeats of `running`."""
-
-    def __init__(self, ctx: SourceContext, source: str) -> None:
-        self.ctx = ctx
-        self.source = source
-        self.state: State | None = None
-
-    def __call__(self, state: State, detail: str = "", retry_at: datetime | None = None) -> None:
-        if state == "running" and self.state == "running":
-            return
-        self.state = state
-        self.ctx.report(SourceStatus(self.source, state, detail, retry_at))
-
-
-class RetryingCaller:
-    """Calls X until it answers: waits out 429s, backs off on 5xx and network errors.
-
-    XAuthError and XRequestError go through to the caller: retrying cannot fix them.
-    """
-
-    def __init__(self, report: Reporter, backoff: Backoff, running_detail: str = "") -> None:
-        self.report = report
-        self.backoff = backoff
-        self.running_detail = running_detail
-
-    async def call(self, request: Callable[[], Awaitable[T]]) -> T:
-        delay = self.backoff.base
-        while True:
-            try:
-                result = await request()
-            except XRateLimited as exc:
-                wait = self._rate_limit_wait(exc)
-                retry_at = datetime.now(UTC) + timedelta(seconds=wait)
-                self.report(
-                    "waiting",
-                    f"{exc.message}; waiting until {retry_at:%H:%M:%S} UTC for the rate limit",
-                    retry_at,
-                )
-                await anyio.sleep(wait)
-                continue
-            except (XServerError, XNetworkError) as exc:
-                retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-                self.report("failing", f"{exc.message}; retrying in {delay:g} s", retry_at)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, self.backoff.cap)
-                continue
-            self.report("running", self.running_detail)
-            return result
-
-    def _rate_limit_wait(self, exc: XRateLimited) -> float:
-        reset_at = exc.reset_at
-        if reset_at is None:
-            # No reset header: wait as long as the longest backoff rather than hammer X.
-            return self.backoff.cap
-        seconds = (reset_at - datetime.now(UTC)).total_seconds() + self.backoff.reset_margin
-        # Never spin: a reset already past (clock skew) still waits the base delay.
-        return max(seconds, self.backoff.base)
 
 
 def _page_of(page: dict[str, Any]) -> tuple[Parsed, int, dict[str, Any]]:
@@ -321,8 +219,4 @@ async def run_search(
             since_id = newest_id(None if since_refused else since_id, newest)
             await anyio.sleep(interval)
 
-    stopped = await run_until_stopped(stop, poll)
-    if ended:
-        report("stopped", ended[0])
-    elif stopped:
-        report("stopped", "stopped on request")
+    await run_source(report, stop, poll, ended)
