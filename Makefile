@@ -36,5 +36,12 @@ test: lint
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/pytest
 
+# The speed figures of docs/benchmarks.md: ingest, update cost against size, WebSocket fan-out.
+# Each prints one JSON line and one line of text; the whole run takes about half an hour.
+benchmark: setup
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/update_cost.py
+	$(BIN)/python benchmarks/fanout.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis tweetchat-demo.db*

@@ -1,4 +1,4 @@
-"""Write parsed records in batches: one statement per table per batch, idempotent.
+"""Write parsed records in batches: one executemany per table per batch, idempotent.
 
 Re-receiving a post never duplicates it: posts, accounts, polls and chat membership are upserted
 on their keys. Metrics and poll votes keep the largest value seen, so the stored figures do not
@@ -7,20 +7,21 @@ depend on the order in which copies of a post arrive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import String, Table, any_, bindparam, case, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.models import Account, ChatPost, Poll, PollOption, Post
 from app.ingest.parse import NETWORK, Parsed, PollRecord, PostRecord, UserRecord
+from app.ingest.tagger import NO_TAG, Tag
 
-# SQLite allows 32,766 bound parameters per statement; posts have 21 columns.
+# Ids per lookup of the rows stored already (SQLite allows 32,766 parameters a statement).
 _CHUNK = 1000
 
 
@@ -45,11 +46,15 @@ def _greatest(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
     return func.greatest(a, b)
 
 
-def _chunks(
-    rows: Sequence[dict[str, Any]], size: int = _CHUNK
-) -> Iterable[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def _one_of(session: Session, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
+    """`column IN ids`. On PostgreSQL one array parameter (`= ANY(...)`) rather than one per
+    id: a short statement that psycopg converts once and the server plans once."""
+    condition: ColumnElement[bool]
+    if session.get_bind().dialect.name == "postgresql":
+        condition = column == any_(literal(list(ids), postgresql.ARRAY(String)))
+    else:
+        condition = column.in_(ids)
+    return condition
 
 
 def _dedupe_posts(records: Iterable[PostRecord]) -> dict[str, PostRecord]:
@@ -69,7 +74,11 @@ def _dedupe_posts(records: Iterable[PostRecord]) -> dict[str, PostRecord]:
     return by_id
 
 
+_ACCOUNT_FIELDS = ("id", "username", "name", "profile_image_url", "verified", "followers_count")
+
+
 def store_users(session: Session, users: Iterable[UserRecord]) -> None:
+    """Upsert accounts: those not stored yet, and those whose details changed."""
     rows = {
         user.id: {
             "network": NETWORK,
@@ -82,21 +91,34 @@ def store_users(session: Session, users: Iterable[UserRecord]) -> None:
         }
         for user in users
     }
+    if not rows:
+        return
+    ids = sorted(rows)  # a fixed order avoids deadlocks between writers
+    stored: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        found = session.execute(
+            select(*(Account.__table__.c[name] for name in _ACCOUNT_FIELDS)).where(
+                Account.network == NETWORK,
+                _one_of(session, Account.id, ids[start : start + _CHUNK]),
+            )
+        )
+        stored.update((row[0], tuple(row)) for row in found)
+    # The same people post all through a chat: most batches bring no news of them.
+    changed = [
+        rows[user_id]
+        for user_id in ids
+        if stored.get(user_id) != tuple(rows[user_id][name] for name in _ACCOUNT_FIELDS)
+    ]
+    if not changed:
+        return
     table = Account.__table__
     assert isinstance(table, Table)
-    for chunk in _chunks(sorted(rows.values(), key=lambda row: row["id"])):
-        stmt = _insert(session, table).values(list(chunk))
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["network", "id"],
-            set_={
-                "username": stmt.excluded.username,
-                "name": stmt.excluded.name,
-                "profile_image_url": stmt.excluded.profile_image_url,
-                "verified": stmt.excluded.verified,
-                "followers_count": stmt.excluded.followers_count,
-            },
-        )
-        session.execute(stmt)
+    stmt = _insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["network", "id"],
+        set_={name: stmt.excluded[name] for name in _ACCOUNT_FIELDS[1:]},
+    )
+    session.execute(stmt, changed)
 
 
 def store_polls(session: Session, polls: Iterable[PollRecord]) -> None:
@@ -118,7 +140,7 @@ def store_polls(session: Session, polls: Iterable[PollRecord]) -> None:
         }
         for poll in by_id.values()
     ]
-    stmt = _insert(session, poll_table).values(poll_rows)
+    stmt = _insert(session, poll_table)
     # A closed poll stays closed whatever copy arrives later.
     stmt = stmt.on_conflict_do_update(
         index_elements=["network", "id"],
@@ -133,43 +155,54 @@ def store_polls(session: Session, polls: Iterable[PollRecord]) -> None:
             ),
         },
     )
-    session.execute(stmt)
+    session.execute(stmt, poll_rows)
     option_rows = [
         {"network": NETWORK, "poll_id": poll.id, "position": pos, "label": label, "votes": votes}
         for poll in by_id.values()
         for pos, label, votes in poll.options
     ]
-    for chunk in _chunks(option_rows):
-        ostmt = _insert(session, option_table).values(list(chunk))
-        ostmt = ostmt.on_conflict_do_update(
-            index_elements=["network", "poll_id", "position"],
-            set_={
-                "label": ostmt.excluded.label,
-                "votes": _greatest(session, option_table.c.votes, ostmt.excluded.votes),
-            },
-        )
-        session.execute(ostmt)
+    if not option_rows:
+        return
+    ostmt = _insert(session, option_table)
+    ostmt = ostmt.on_conflict_do_update(
+        index_elements=["network", "poll_id", "position"],
+        set_={
+            "label": ostmt.excluded.label,
+            "votes": _greatest(session, option_table.c.votes, ostmt.excluded.votes),
+        },
+    )
+    session.execute(ostmt, option_rows)
 
 
 def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) -> list[str]:
-    """Upsert posts; returns the ids that were not stored before."""
+    """Store posts: new ones whole; of those stored before, only metrics that grew and a poll
+    first seen (a post in `includes` comes again with every reply and retweet of it). Returns
+    the ids that were not stored before."""
     by_id = _dedupe_posts(records)
     if not by_id:
         return []
-    ids = list(by_id)
-    existing: set[str] = set()
+    ids = sorted(by_id)  # a fixed order avoids deadlocks between writers
+    stored: dict[str, tuple[Any, ...]] = {}
     for start in range(0, len(ids), _CHUNK):
-        part = ids[start : start + _CHUNK]
-        existing.update(
-            session.scalars(select(Post.id).where(Post.network == NETWORK, Post.id.in_(part)))
+        found = session.execute(
+            select(
+                Post.id,
+                Post.retweet_count,
+                Post.reply_count,
+                Post.like_count,
+                Post.quote_count,
+                Post.impression_count,
+                Post.poll_id,
+            ).where(Post.network == NETWORK, _one_of(session, Post.id, ids[start : start + _CHUNK]))
         )
+        stored.update((row[0], tuple(row[1:])) for row in found)
     table = Post.__table__
     assert isinstance(table, Table)
-    rows = [_post_row(record, now) for record in by_id.values()]
-    rows.sort(key=lambda row: row["id"])  # a fixed order avoids deadlocks between writers
-    for chunk in _chunks(rows, 500):
-        stmt = _insert(session, table).values(list(chunk))
+    new_rows = [_post_row(by_id[post_id], now) for post_id in ids if post_id not in stored]
+    if new_rows:
+        stmt = _insert(session, table)
         excluded = stmt.excluded
+        # Another writer (another chat's worker) may have stored one of them meanwhile.
         stmt = stmt.on_conflict_do_update(
             index_elements=["network", "id"],
             set_={
@@ -185,8 +218,56 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
                 "poll_id": func.coalesce(table.c.poll_id, excluded.poll_id),
             },
         )
-        session.execute(stmt)
-    return [post_id for post_id in ids if post_id not in existing]
+        session.execute(stmt, new_rows)
+    grown = [
+        {
+            "b_id": post_id,
+            "b_retweets": record.retweet_count,
+            "b_replies": record.reply_count,
+            "b_likes": record.like_count,
+            "b_quotes": record.quote_count,
+            "b_impressions": record.impression_count,
+            "b_poll": record.poll_id,
+        }
+        for post_id in ids
+        if post_id in stored and _grows(stored[post_id], record := by_id[post_id])
+    ]
+    if grown:
+        # Values only ever grow, so what another writer stored meanwhile is kept too.
+        session.connection().execute(
+            update(table)
+            .where(table.c.network == NETWORK, table.c.id == bindparam("b_id"))
+            .values(
+                retweet_count=_greatest(session, table.c.retweet_count, bindparam("b_retweets")),
+                reply_count=_greatest(session, table.c.reply_count, bindparam("b_replies")),
+                like_count=_greatest(session, table.c.like_count, bindparam("b_likes")),
+                quote_count=_greatest(session, table.c.quote_count, bindparam("b_quotes")),
+                impression_count=func.coalesce(
+                    _greatest(session, table.c.impression_count, bindparam("b_impressions")),
+                    bindparam("b_impressions"),
+                    table.c.impression_count,
+                ),
+                poll_id=func.coalesce(table.c.poll_id, bindparam("b_poll")),
+            ),
+            grown,
+        )
+    return [post_id for post_id in by_id if post_id not in stored]
+
+
+def _grows(stored: tuple[Any, ...], record: PostRecord) -> bool:
+    """Whether a copy of a stored post changes it: a larger metric, or a poll not known."""
+    retweets, replies, likes, quotes, impressions, poll_id = stored
+    return (
+        record.retweet_count > retweets
+        or record.reply_count > replies
+        or record.like_count > likes
+        or record.quote_count > quotes
+        or (
+            record.impression_count is not None
+            and (impressions is None or record.impression_count > impressions)
+        )
+        or (poll_id is None and record.poll_id is not None)
+    )
 
 
 def _post_row(record: PostRecord, now: datetime) -> dict[str, Any]:
@@ -215,62 +296,95 @@ def _post_row(record: PostRecord, now: datetime) -> dict[str, Any]:
 
 
 def collect(
-    session: Session, chat_id: int, records: Iterable[PostRecord], now: datetime
+    session: Session,
+    chat_id: int,
+    records: Iterable[PostRecord],
+    now: datetime,
+    tags: Mapping[str, Tag] | None = None,
 ) -> list[str]:
-    """Make posts members of the chat; returns the ids the chat had not collected before."""
+    """Make posts members of the chat, with their question tags in `tags` when known (a post
+    not in it is untagged); returns the ids the chat had not collected before."""
+    tags = tags or {}
     by_id = {record.id: record for record in records}
     if not by_id:
         return []
-    ids = list(by_id)
+    ids = sorted(by_id)  # a fixed order avoids deadlocks between writers
     existing: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
-        part = ids[start : start + _CHUNK]
         existing.update(
             session.scalars(
                 select(ChatPost.post_id).where(
                     ChatPost.chat_id == chat_id,
                     ChatPost.network == NETWORK,
-                    ChatPost.post_id.in_(part),
+                    _one_of(session, ChatPost.post_id, ids[start : start + _CHUNK]),
                 )
             )
         )
-    new_ids = [post_id for post_id in ids if post_id not in existing]
     rows = [
         {
             "chat_id": chat_id,
             "network": NETWORK,
             "post_id": post_id,
-            "created_at": by_id[post_id].created_at,
-            "author_id": by_id[post_id].author_id,
-            "kind": by_id[post_id].kind,
-            "question": None,
-            "tag_method": None,
+            "created_at": (record := by_id[post_id]).created_at,
+            "author_id": record.author_id,
+            "kind": record.kind,
+            "question": (tag := tags.get(post_id, NO_TAG)).question,
+            "tag_method": tag.method,
             "manual": False,
             "handled": False,
             "hidden": False,
             "collected_at": now,
         }
-        for post_id in sorted(new_ids)
+        for post_id in ids
+        if post_id not in existing
     ]
+    if rows:
+        table = ChatPost.__table__
+        assert isinstance(table, Table)
+        stmt = _insert(session, table).on_conflict_do_nothing(
+            index_elements=["chat_id", "network", "post_id"]
+        )
+        session.execute(stmt, rows)
+    return [post_id for post_id in by_id if post_id not in existing]
+
+
+def save_tags(session: Session, chat_id: int, tags: Mapping[str, Tag]) -> None:
+    """Store the question tags of posts the chat collected, in one executemany; a manual tag
+    is the panel's and stays. Ids the chat has not collected change nothing."""
+    if not tags:
+        return
+    session.flush()  # a manual mark set on a loaded row in this session must count
     table = ChatPost.__table__
     assert isinstance(table, Table)
-    for chunk in _chunks(rows):
-        stmt = _insert(session, table).values(list(chunk))
-        session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["chat_id", "network", "post_id"])
+    stmt = (
+        update(table)
+        .where(
+            table.c.chat_id == chat_id,
+            table.c.network == NETWORK,
+            table.c.post_id == bindparam("b_post"),
+            table.c.manual.is_(False),
         )
-    return new_ids
+        .values(question=bindparam("b_question"), tag_method=bindparam("b_method"))
+    )
+    rows = [
+        {"b_post": post_id, "b_question": tag.question, "b_method": tag.method}
+        for post_id, tag in sorted(tags.items())  # a fixed order avoids deadlocks
+    ]
+    session.connection().execute(stmt, rows)
 
 
-def store_parsed(session: Session, chat_id: int, parsed: Parsed) -> StoreResult:
-    """Write one batch (the caller commits): users, polls, posts, then the chat's membership."""
+def store_parsed(
+    session: Session, chat_id: int, parsed: Parsed, tags: Mapping[str, Tag] | None = None
+) -> StoreResult:
+    """Write one batch (the caller commits): users, polls, posts, then the chat's membership,
+    newly collected posts with their tags in `tags` if given."""
     now = datetime.now(UTC)
     store_users(session, parsed.users)
     store_polls(session, parsed.polls)
     all_posts = _dedupe_posts([*parsed.context, *parsed.collected])
     new_ids = set(store_posts(session, all_posts.values(), now))
     collected = {record.id: all_posts[record.id] for record in parsed.collected}
-    newly = set(collect(session, chat_id, collected.values(), now))
+    newly = set(collect(session, chat_id, collected.values(), now, tags))
     return StoreResult(
         new_posts=[all_posts[post_id] for post_id in all_posts if post_id in new_ids],
         newly_collected=[collected[post_id] for post_id in collected if post_id in newly],

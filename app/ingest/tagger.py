@@ -134,10 +134,13 @@ def trailing_marker(text: str) -> int | None:
         rest = rest.rstrip()
         if not rest:
             return None
-        marker = _TRAILING_MARKER.search(rest)
+        # Each pattern matches within the last run of non-space characters (its lookbehind may
+        # see the space before it): search from where that run starts, not through all the text.
+        start = len(rest) - len(rest.rsplit(None, 1)[-1])
+        marker = _TRAILING_MARKER.search(rest, start)
         if marker is not None:
             return _number(marker.group(1))
-        junk = _TRAILING_URL.search(rest) or _TRAILING_TAG.search(rest)
+        junk = _TRAILING_URL.search(rest, start) or _TRAILING_TAG.search(rest, start)
         if junk is not None:
             rest = rest[: junk.start()]
         elif rest[-1].isalnum() or rest[-1] == "_":  # a word that is not a marker
@@ -167,6 +170,7 @@ class TagInput:
     kind: str  # "original" | "reply" | "quote" | "retweet"
     in_reply_to_id: str | None
     quoted_id: str | None
+    # The markers in its text; None for a retweet, whose markers never count.
     lead: int | None  # leading_marker(text)
     trail: int | None  # trailing_marker(text)
     qmark: int | None  # question_marker(text)
@@ -187,6 +191,8 @@ class TagInput:
         text: str,
     ) -> TagInput:
         """Build the input of one post, finding its markers in `text`."""
+        if kind == "retweet":  # almost half of a chat's posts: no need to read them
+            return cls(id, author, created_at, kind, in_reply_to_id, quoted_id, None, None, None)
         return cls(
             id=id,
             author=author,

@@ -17,8 +17,9 @@ staff reply answering an answer) do the same to that one other post.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import itertools
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ class LivePost:
     tag_method: str | None
     handled: bool = False
     hidden: bool = False
+
+
+# A post's fields in order: copying through these is a few times faster than copy.copy.
+_live_post_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(LivePost)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +200,7 @@ class LiveFigures:
             return False
         if post.created_at.tzinfo is None:
             raise ValueError(f"post {post.id} has a naive created_at; give aware UTC times")
-        post = copy.copy(post)  # ours from now on: callers change it through the methods
+        post = LivePost(*_live_post_fields(post))  # ours now: callers change it by the methods
         post.created_at = post.created_at.astimezone(UTC)
         pending = self._pending_metrics.pop(post.id, None)
         if pending is not None:

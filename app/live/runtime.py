@@ -325,7 +325,6 @@ class ChatRuntime:
             parsed.extend(batch.parsed)
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
-            stored = store_parsed(session, self.chat_id, parsed)
             names = _names(session, parsed)
             known = self.tagger.tags()
             inputs = []
@@ -352,6 +351,8 @@ class ChatRuntime:
                 )
             questions_before = self.tagger.question_posts()
             changed = self.tagger.add(inputs)
+            # Tagged first, so that newly collected posts are stored with their tags.
+            stored = store_parsed(session, self.chat_id, parsed, self.tagger.tags())
             newly = {record.id for record in stored.newly_collected}
             retagged = {
                 pid: tag for pid, tag in changed.items() if pid in self.collected or pid in newly
@@ -360,7 +361,7 @@ class ChatRuntime:
             # the chat has just collected it.
             for pid in newly:
                 retagged.setdefault(pid, self.tagger.tag(pid))
-            save_tags(session, self.chat_id, retagged)
+            save_tags(session, self.chat_id, {p: t for p, t in retagged.items() if p not in newly})
             questions: dict[int, str] = {}
             if self.tagger.question_posts() != questions_before:
                 chat = get_chat(session, self.slug)
@@ -977,8 +978,32 @@ def _live_post(
 
 def _live_posts(session: Session, chat_id: int, ids: list[str] | None = None) -> Iterable[LivePost]:
     """The chat's collected posts (or those of `ids`) as the live figures hold them."""
+    # Columns, not entities: a chat of a million posts loads without its raw JSON and without
+    # two ORM objects per post.
     query = (
-        select(ChatPost, Post, Account.username, Account.name)
+        select(
+            Post.id,
+            Post.author_id,
+            Account.username,
+            Account.name,
+            Post.created_at,
+            Post.kind,
+            Post.text,
+            Post.in_reply_to_id,
+            Post.quoted_id,
+            Post.retweeted_id,
+            Post.poll_id,
+            Post.retweet_count,
+            Post.like_count,
+            Post.reply_count,
+            Post.quote_count,
+            Post.impression_count,
+            ChatPost.question,
+            ChatPost.tag_method,
+            ChatPost.handled,
+            ChatPost.hidden,
+        )
+        .select_from(ChatPost)
         .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
         .outerjoin(Account, and_(Account.network == Post.network, Account.id == Post.author_id))
         .where(ChatPost.chat_id == chat_id)
@@ -993,28 +1018,49 @@ def _live_posts(session: Session, chat_id: int, ids: list[str] | None = None) ->
 
 
 def _live_posts_of(session: Session, query: Any) -> Iterable[LivePost]:
-    for chat_post, post, username, name in session.execute(query.execution_options(yield_per=2000)):
+    for (
+        post_id,
+        author_id,
+        username,
+        name,
+        created_at,
+        kind,
+        text,
+        in_reply_to_id,
+        quoted_id,
+        retweeted_id,
+        poll_id,
+        retweets,
+        likes,
+        replies,
+        quotes,
+        impressions,
+        question,
+        tag_method,
+        handled,
+        hidden,
+    ) in session.execute(query.execution_options(yield_per=2000)):
         yield LivePost(
-            id=post.id,
-            author_id=post.author_id,
+            id=post_id,
+            author_id=author_id,
             username=username or "",
             name=name or "",
-            created_at=post.created_at,
-            kind=post.kind,
-            text=post.text,
-            in_reply_to_id=post.in_reply_to_id,
-            quoted_id=post.quoted_id,
-            retweeted_id=post.retweeted_id,
-            poll_id=post.poll_id,
-            retweet_count=post.retweet_count,
-            like_count=post.like_count,
-            reply_count=post.reply_count,
-            quote_count=post.quote_count,
-            impression_count=post.impression_count,
-            question=chat_post.question,
-            tag_method=chat_post.tag_method,
-            handled=chat_post.handled,
-            hidden=chat_post.hidden,
+            created_at=created_at,
+            kind=kind,
+            text=text,
+            in_reply_to_id=in_reply_to_id,
+            quoted_id=quoted_id,
+            retweeted_id=retweeted_id,
+            poll_id=poll_id,
+            retweet_count=retweets,
+            like_count=likes,
+            reply_count=replies,
+            quote_count=quotes,
+            impression_count=impressions,
+            question=question,
+            tag_method=tag_method,
+            handled=handled,
+            hidden=hidden,
         )
 
 

@@ -1,0 +1,341 @@
+"""Posts per second through parse, tag, store and live update, on SQLite and PostgreSQL.
+
+A generated archive of X API v2 response pages (`benchmarks/common.py`) goes the way a live source
+sends it: each page is decoded and parsed (`parse_object`), emitted as a `SourceBatch` into a
+`ChatRuntime`, which stores and tags it (`_write`) and updates the live figures (`_apply`); the
+clock runs from the first page's decoding until `drained()` and one update built after it. Beside
+it, in the same run and database server: a bare `executemany` of the same `posts` and
+`chat_posts` rows (SQLAlchemy Core, one transaction per 5,000 posts, the runtime's largest merged
+write), the ceiling; and `tweetchat import` (`import_files`) of the same archive as a file.
+
+    .venv/bin/python benchmarks/ingest.py                 # 200,000 posts, SQLite and PostgreSQL
+    .venv/bin/python benchmarks/ingest.py --quick         # 2,000 posts, for the smoke test
+
+Prints one JSON object on a line, then one line of plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.chats import get_chat
+from app.ingest.importer import import_files
+from app.ingest.parse import PostRecord, parse_object
+from app.live.pubsub import Broadcast
+from app.live.runtime import MAX_MERGE, ChatRuntime
+from app.sources.base import SourceBatch
+from app.stats import chat_stats
+from benchmarks.common import (
+    CHAT_POSTS,
+    GC,
+    POSTS,
+    SLUG,
+    AutoAnalyze,
+    ChatGenerator,
+    Database,
+    chat_post_row,
+    create_bench_chat,
+    default_postgres_url,
+    emit_result,
+    fresh_database,
+    machine,
+    mix_of,
+    post_row,
+    postgres_available,
+    progress,
+)
+
+TARGET_POSTS_PER_S = 10_000
+TARGET_RATIO = 0.5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=200_000, help="collected posts (200,000)")
+    parser.add_argument("--per-page", type=int, default=100, help="posts per page (100)")
+    parser.add_argument("--authors", type=int, default=3000, help="distinct authors (3,000)")
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=default_postgres_url(),
+        help="server to create bench_* databases on (default: $TWEETCHAT_TEST_POSTGRES_URL "
+        "or postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each measure (median)")
+    parser.add_argument("--no-import", action="store_true", help="skip `tweetchat import`")
+    parser.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        help="compare the live figures with app.stats' (default: with --quick only; on SQLite "
+        "its unanswered count takes hours on a chat of 200,000 posts)",
+    )
+    parser.add_argument("--workdir", type=Path, help="where the SQLite files go (a temp folder)")
+    parser.add_argument("--quick", action="store_true", help="a small run (2,000 posts)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.posts, args.authors = min(args.posts, 2000), min(args.authors, 300)
+    if args.check is None:
+        args.check = args.quick
+    return args
+
+
+# -- the runtime path --------------------------------------------------------------------------
+
+
+async def emit_pages(runtime: ChatRuntime, lines: list[bytes]) -> float:
+    """Decode, parse and emit each page as a live source does, until the runtime has stored,
+    tagged and counted them all and built the update that follows; returns the seconds."""
+    began = time.perf_counter()
+    for line in lines:
+        page = json.loads(line)
+        parsed = parse_object(page)
+        await runtime.emit(
+            SourceBatch(
+                source="x-search",
+                parsed=parsed,
+                position={"newest_id": page["meta"]["newest_id"]},
+                posts_read=len(parsed.collected) + len(parsed.context),
+                requests=1,
+            )
+        )
+    await runtime.drained()
+    runtime.flush()  # the update the pages would get now
+    return time.perf_counter() - began
+
+
+async def _through_runtime(db: Database, lines: list[bytes], check: bool) -> dict[str, Any]:
+    with db.sessions.begin() as session:
+        create_bench_chat(session)
+    runtime = ChatRuntime(slug=SLUG, sessions=db.sessions, broadcast=Broadcast())
+    await runtime.start()
+    try:
+        gc.collect()
+        with GC.measure():
+            seconds = await emit_pages(runtime, lines)
+        figures = runtime.figures
+        assert figures is not None
+        collected = len(figures)
+        live_all = figures.figures("all")
+    finally:
+        await runtime.stop()
+    result: dict[str, Any] = {
+        "seconds": round(seconds, 3),
+        "collected": collected,
+        "gc": GC.as_dict(),  # collections during the run, included in its seconds
+    }
+    if check:
+        with db.sessions() as session:
+            stored = chat_stats(session, get_chat(session, SLUG), "all")
+        live_all["trending"] = stored["trending"]
+        result["figures_match_store"] = live_all == stored
+    return result
+
+
+def runtime_rate(db_factory: Any, lines: list[bytes], posts: int, check: bool) -> dict[str, Any]:
+    with db_factory("runtime") as db, AutoAnalyze(db) as autovacuum:
+        result = asyncio.run(_through_runtime(db, lines, check))
+    if result["collected"] != posts:
+        raise SystemExit(f"the runtime collected {result['collected']} posts of {posts}")
+    result["posts_per_s"] = round(posts / result["seconds"])
+    if autovacuum.active:
+        result["autoanalyze"] = autovacuum.as_dict()
+    progress(f"  {result['posts_per_s']:,} posts/s in {result['seconds']} s")
+    return result
+
+
+# -- the ceiling: bare executemany -------------------------------------------------------------
+
+
+def executemany_batches(
+    lines: list[bytes], batch_pages: int
+) -> list[tuple[list[PostRecord], list[PostRecord]]]:
+    """Per transaction: the posts rows to insert (each post once in the whole run: later copies
+    would conflict) and the collected posts."""
+    batches = []
+    seen: set[str] = set()
+    for start in range(0, len(lines), batch_pages):
+        posts: list[PostRecord] = []
+        collected: list[PostRecord] = []
+        for line in lines[start : start + batch_pages]:
+            parsed = parse_object(json.loads(line))
+            for record in [*parsed.collected, *parsed.context]:
+                if record.id not in seen:
+                    seen.add(record.id)
+                    posts.append(record)
+            collected.extend(parsed.collected)
+        batches.append((posts, collected))
+    return batches
+
+
+def executemany_rate(
+    db_factory: Any, batches: list[tuple[list[PostRecord], list[PostRecord]]], posts: int
+) -> dict[str, Any]:
+    with db_factory("executemany") as db:
+        with db.sessions.begin() as session:
+            chat_id = create_bench_chat(session)
+        now = datetime.now(UTC)
+        rows = [
+            (
+                [post_row(record, now) for record in batch_posts],
+                [chat_post_row(chat_id, record, now) for record in collected],
+            )
+            for batch_posts, collected in batches
+        ]
+        began = time.perf_counter()
+        for post_rows, chat_rows in rows:
+            with db.engine.begin() as conn:
+                conn.execute(POSTS.insert(), post_rows)
+                conn.execute(CHAT_POSTS.insert(), chat_rows)
+        seconds = time.perf_counter() - began
+    stored = sum(len(p) for p, _ in rows)
+    progress(f"  {round(posts / seconds):,} posts/s in {seconds:.3f} s")
+    return {
+        "seconds": round(seconds, 3),
+        "posts_rows": stored,
+        "chat_posts_rows": sum(len(c) for _, c in rows),
+        "posts_per_s": round(posts / seconds),
+    }
+
+
+# -- tweetchat import --------------------------------------------------------------------------
+
+
+def import_rate(db_factory: Any, archive: Path, posts: int) -> dict[str, Any]:
+    with db_factory("import") as db:
+        with db.sessions.begin() as session:
+            create_bench_chat(session)
+        with AutoAnalyze(db) as autovacuum:
+            began = time.perf_counter()
+            report = import_files(db.sessions, slug=SLUG, paths=[archive])
+            seconds = time.perf_counter() - began
+    if report.newly_collected != posts:
+        raise SystemExit(f"the import collected {report.newly_collected} posts of {posts}")
+    progress(f"  {round(posts / seconds):,} posts/s in {seconds:.3f} s")
+    result: dict[str, Any] = {"seconds": round(seconds, 3), "posts_per_s": round(posts / seconds)}
+    if autovacuum.active:
+        result["autoanalyze"] = autovacuum.as_dict()
+    return result
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def measure(values: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run of several (by rate), with every rate seen."""
+    ordered = sorted(values, key=lambda v: v["posts_per_s"])
+    chosen = dict(ordered[len(ordered) // 2])
+    if len(values) > 1:
+        chosen["runs_posts_per_s"] = [v["posts_per_s"] for v in values]
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    with tempfile.TemporaryDirectory(prefix="tweetchat-bench-", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        progress(f"generating {args.posts:,} posts in pages of {args.per_page}")
+        generator = ChatGenerator(seed=args.seed, authors=args.authors)
+        pages = list(generator.pages(args.posts, per_page=args.per_page))
+        mix = mix_of(pages)
+        lines = [json.dumps(page, separators=(",", ":")).encode() for page in pages]
+        del pages
+        archive = workdir / "archive.jsonl"
+        archive.write_bytes(b"\n".join(lines) + b"\n")
+        archive_mb = round(archive.stat().st_size / 1e6, 1)
+
+        progress("parse only (decode + parse_object)")
+        began = time.perf_counter()
+        for line in lines:
+            parse_object(json.loads(line))
+        parse_seconds = time.perf_counter() - began
+        batches = executemany_batches(lines, MAX_MERGE)
+
+        results: dict[str, Any] = {}
+        for backend in backends:
+            if backend == "postgresql":
+                problem = postgres_available(args.postgres_url)
+                if problem:
+                    progress(f"PostgreSQL skipped: {problem}")
+                    results[backend] = {"skipped": problem}
+                    continue
+
+            def factory(name: str, backend: str = backend) -> Any:
+                return fresh_database(backend, workdir, f"ingest_{name}", args.postgres_url)
+
+            entry: dict[str, Any] = {}
+            runs = []
+            for run in range(args.repeat):
+                progress(f"{backend}: runtime path, run {run + 1}")
+                runs.append(runtime_rate(factory, lines, args.posts, args.check))
+            entry["runtime"] = measure(runs)
+            runs = []
+            for run in range(args.repeat):
+                progress(f"{backend}: bare executemany, run {run + 1}")
+                runs.append(executemany_rate(factory, batches, args.posts))
+            entry["executemany"] = measure(runs)
+            entry["ratio"] = round(
+                entry["runtime"]["posts_per_s"] / entry["executemany"]["posts_per_s"], 3
+            )
+            if not args.no_import:
+                runs = []
+                for run in range(args.repeat):
+                    progress(f"{backend}: tweetchat import, run {run + 1}")
+                    runs.append(import_rate(factory, archive, args.posts))
+                entry["import"] = measure(runs)
+            results[backend] = entry
+
+    sqlite = results.get("sqlite", {})
+    targets: dict[str, Any] = {
+        "sqlite_posts_per_s_min": TARGET_POSTS_PER_S,
+        "ratio_min": TARGET_RATIO,
+    }
+    if "runtime" in sqlite:
+        targets["sqlite_rate_met"] = sqlite["runtime"]["posts_per_s"] >= TARGET_POSTS_PER_S
+    for backend, entry in results.items():
+        if "ratio" in entry:
+            targets[f"{backend}_ratio_met"] = entry["ratio"] >= TARGET_RATIO
+    result = {
+        "benchmark": "ingest",
+        "posts": args.posts,
+        "per_page": args.per_page,
+        "archive": {**mix, "megabytes": archive_mb},
+        "parse_posts_per_s": round(args.posts / parse_seconds),
+        "results": results,
+        "targets": targets,
+        "machine": machine(),
+        "quick": args.quick,
+    }
+    parts = []
+    for backend, entry in results.items():
+        if "skipped" in entry:
+            parts.append(f"{backend}: skipped")
+            continue
+        text = (
+            f"{backend}: {entry['runtime']['posts_per_s']:,} posts/s through the runtime, "
+            f"{entry['executemany']['posts_per_s']:,} bare executemany (ratio {entry['ratio']})"
+        )
+        if "import" in entry:
+            text += f", import {entry['import']['posts_per_s']:,}"
+        parts.append(text)
+    summary = f"ingest of {args.posts:,} posts: " + "; ".join(parts)
+    emit_result(result, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Smoke test of the fan-out benchmark: `benchmarks/fanout.py --quick` runs end to end (a real
+server process, client processes, the naive baseline) and prints its figures as one JSON line
+then a plain-text line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_run_prints_the_figures_of_both_servers() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fanout.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.stdout
+    figures = json.loads(lines[0])
+    assert lines[1].startswith("fanout: ")
+    assert figures["benchmark"] == "fanout"
+    assert figures["machine"]["nproc"] >= 1
+    runs = {run["server"]: run for run in figures["runs"]}
+    assert set(runs) == {"tweetchat", "baseline"}
+    posts = figures["config"]["posts"]
+    assert posts > 0
+    for run in runs.values():
+        assert run["clients"] == 20
+        assert run["delivered"]["clients_with_every_update_and_post_once"] == 20
+        assert run["delivered"]["updates_share_min"] == 1.0
+        assert run["post_delay_ms"]["n"] == 20 * posts
+        delays = run["post_delay_ms"]
+        assert 0 <= delays["p50"] <= delays["p99"] <= delays["max"]
+        assert run["fanout_delay_ms"]["p99"] is not None
+        assert run["server_cpu_s"] >= 0
+        assert run["memory_per_connection_kib"] is not None
+        assert not run["timed_out"]
+    assert figures["targets"]["20"]["every_update_to_every_reader"] is True
