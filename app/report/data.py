@@ -442,22 +442,20 @@ def _contributors(frame: pd.DataFrame, chat: Chat) -> list[dict[str, Any]]:
     return out[:TOP_CONTRIBUTORS]
 
 
+def authors(session: Session, chat: Chat, *, hour_only: bool = False) -> set[str]:
+    """The accounts with a collected post in the chat (in its hour only, if asked)."""
+    query = select(ChatPost.author_id).distinct().where(ChatPost.chat_id == chat.id)
+    if hour_only:
+        query = query.where(ChatPost.created_at >= chat.start_at, ChatPost.created_at < chat.end_at)
+    return set(session.scalars(query))
+
+
 def returning_split(session: Session, chat: Chat) -> dict[str, Any] | None:
     """Participants of the chat hour seen in an earlier chat of the series (any window), and not."""
     if chat.series is None:
         return None
     earlier = [c for c in chat.series.chats if c.start_at < chat.start_at]
-    hour = set(
-        session.scalars(
-            select(ChatPost.author_id)
-            .distinct()
-            .where(
-                ChatPost.chat_id == chat.id,
-                ChatPost.created_at >= chat.start_at,
-                ChatPost.created_at < chat.end_at,
-            )
-        )
-    )
+    hour = authors(session, chat, hour_only=True)
     seen: set[str] = set()
     if earlier:
         seen = set(
@@ -597,22 +595,8 @@ def build_series_report(session: Session, series: Series) -> SeriesReport:
     for index, chat in enumerate(chats):
         hour = chat_stats(session, chat, "chat")
         whole = chat_stats(session, chat, "all")
-        authors_hour = set(
-            session.scalars(
-                select(ChatPost.author_id)
-                .distinct()
-                .where(
-                    ChatPost.chat_id == chat.id,
-                    ChatPost.created_at >= chat.start_at,
-                    ChatPost.created_at < chat.end_at,
-                )
-            )
-        )
-        authors_all = set(
-            session.scalars(
-                select(ChatPost.author_id).distinct().where(ChatPost.chat_id == chat.id)
-            )
-        )
+        authors_hour = authors(session, chat, hour_only=True)
+        authors_all = authors(session, chat)
         returning = len(authors_hour & seen)
         rows.append(
             {
