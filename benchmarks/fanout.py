@@ -1,26 +1,38 @@
 """Fan-out benchmark: many WebSocket clients on loopback following a replayed chat.
 
-For each client count (`--clients 100,1000,5000`), a fresh SQLite file and a real server process
-(the app under uvicorn, configured as `tweetchat serve` runs it) on a free port; client processes
-(`--client-procs`, each an asyncio loop holding many connections) connect to
-`/ws/chats/fanout` and read their snapshots; then the server replays the hand-made archive
-`tests/fixtures/qi-chat.jsonl` (or `--archive`) at `--speed`. Measured:
+For each client count (`--clients 100,1000,5000`): a fresh SQLite file and a real server process
+(the app under uvicorn, configured as `tweetchat serve` runs it, TWEETCHAT_WS_* defaults) on a
+free port; client processes (`--client-procs`, each an asyncio loop holding many connections on
+websockets' Sans-I/O protocol) connect to `/ws/chats/fanout` and read their snapshots; then the
+server replays the hand-made archive `tests/fixtures/qi-chat.jsonl` (or `--archive`) at
+`--speed`. Measured:
 
-- the delay from a post entering the server (its `received_at`, stamped when the replay source
-  hands it to the chat) to each client reading it: p50, p99, max over every (client, post) pair;
-  and the fan-out part alone, from the update's `sent_at` to each client reading it;
-- the share of updates (by `seq`) and of posts (count and id checksum) each reading client got;
-- the server process's CPU (user+sys from /proc/PID/stat) while the chat plays, and its memory per
-  idle connection: (RSS with N clients connected − RSS before) / N;
-- a run with one more client that reads its snapshot and then stops reading: it must be cut off
-  with close code 1013 without delaying the others.
+- `post_delay_ms`: from a post entering the server (its `received_at`, stamped when the replay
+  source hands it to the chat) to each client reading it, p50/p99/max over every (client, post)
+  pair; `fanout_delay_ms`: from the update's `sent_at` (when it is published) to each client
+  reading it, over every (client, update) pair; `server_side_ms`: `received_at` → `sent_at`
+  (storing, tagging, and waiting for the next update: there are at most four a second);
+- `delivered`: the share of updates (by `seq`) and of posts (count and id checksum) each reading
+  client got: every update and every post exactly once is the requirement;
+- the server process's CPU (user and system, /proc/PID/stat) from the start of the replay until
+  every client is done, and its memory per idle connection: (RSS with the clients connected and
+  their snapshots read − RSS before) / connections;
+- a run with one more client that stops reading (`--stall`, at `--stall-at` readers): it
+  connects first (the first socket in the baseline's list), as over a network (MSS 1448, a 4 KiB
+  receive buffer, no deflate: on loopback Linux would buffer megabytes for it), stops reading
+  right after answering a keepalive ping once updates flow, and reads again `--stall-for` seconds
+  later (uvicorn closes a client that leaves a ping unanswered 20 s, at 20-40 s into a stall):
+  tweetchat must have cut it off with close code 1013 by then, without delaying the others.
 
-The same runs against a naive baseline (`benchmarks/fanout_baseline.py`, the FastAPI docs'
-`ConnectionManager.broadcast`), fed the update messages the tweetchat run recorded at their
-recorded pace (`--no-baseline` to skip).
+The same runs against a naive baseline (`benchmarks/fanout_baseline.py`: the FastAPI docs'
+`ConnectionManager.broadcast`, awaiting each socket's `send_text` in turn), fed the update messages
+the tweetchat run recorded, at their recorded pace (`--no-baseline` to skip). The baseline has no
+ingest: its posts enter it with their update, so its post delay is its fan-out delay.
 
-Clients, server and baseline share the machine's cores: the clients' CPU (reported as
-`client_cpu_s`) competes with the server's. Both ends use `time.time()` of the same machine.
+The clients offer per-message deflate as browsers do (`--no-deflate`: as a server that does not
+accept it would be). Clients, server and anything else running share the machine's cores: the
+clients' CPU (`client_cpu_s`) competes with the server's, and the delays include the clients'
+own scheduling. Both ends read `time.time()` of the same machine.
 
 Prints one JSON object on a line, then one line of plain text; progress goes to stderr.
 
@@ -75,9 +87,9 @@ TARGET_KIB_PER_CONNECTION = 100.0
 STALLED_RCVBUF = 4096
 STALLED_MSS = 1448
 
-# The update messages are compact JSON (Starlette's send_json): read the few fields needed
-# without decoding the whole message, which would cost the clients more CPU than the server.
-# A key cannot occur inside a JSON string unescaped, and `posts` comes before the figures.
+# The update messages are compact JSON (app/api/routes/live.py): the clients read the few fields
+# they need without decoding whole messages, which would cost them more CPU than the server
+# spends. A key cannot occur unescaped inside a JSON string, and `posts` comes before the figures.
 _SEQ = re.compile(rb'"seq":(\d+)')
 _NUMBER = re.compile(rb"[-+0-9.eE]+")
 
@@ -847,7 +859,9 @@ def procs_for(clients: int, requested: int) -> int:
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
-    raise_nofile(max(counts) + 256)
+    needed = max(counts) + 256
+    if raise_nofile(needed) < needed:
+        log(f"the open-file limit is below {needed}: connections may fail")
     timeline = benchmark_timeline(args.archive, args.posts)
     expected_posts = len(timeline.posts)
     expected_id_sum = sum(int(p.id) for p in timeline.posts)
@@ -912,12 +926,13 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "speed": args.speed,
             "stall_for_s": args.stall_for,
             "max_gap": args.max_gap,
-            "deflate": args.deflate,
+            "clients_offer_deflate": args.deflate,
             "database": "sqlite file",
             "server": "uvicorn as `tweetchat serve` runs it (uvloop, httptools, websockets "
-            "sans-I/O, per-message deflate), TWEETCHAT_WS_* defaults",
+            "sans-I/O, per-message deflate accepted), TWEETCHAT_WS_* defaults",
             "note": "clients and server share the machine's cores: client_cpu_s competes with "
-            "server_cpu_s, and the delays include the clients' own scheduling",
+            "server_cpu_s, and the delays include the clients' own scheduling; the baseline "
+            "has no ingest, so its post delay is its fan-out delay",
         },
         "runs": runs,
         "targets": targets(runs),

@@ -6,7 +6,9 @@ tags, the host's question posts on the run of show). Then a `ChatRuntime` starts
 chat into its live state: that is setup, reported as "runtime start seconds". The measure is the
 live path: the next 1,000 posts of the same chat (replies, retweets and quotes of what it holds)
 as 10 X API v2 pages, decoded, parsed and emitted into the runtime, until `drained()` and one
-update built after it. It is repeated (after a warm-up) and the median reported.
+update built after it. Every chat is built and started before the first add; then the adds go
+round the chats in turn (after a warm-up round), so that other work on the machine weighs on every
+size alike, and each size's median is reported.
 
     .venv/bin/python benchmarks/update_cost.py                  # 1,000 / 100,000 / 1,000,000
     .venv/bin/python benchmarks/update_cost.py --backends sqlite,postgresql --sizes 1000,100000
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sizes", help="posts the chat holds before, a comma list (1000,100000,1000000)"
     )
     parser.add_argument("--add", type=int, default=1000, help="posts added each time (1,000)")
-    parser.add_argument("--repeats", type=int, default=5, help="measured adds per size (5)")
+    parser.add_argument("--repeats", type=int, default=9, help="measured adds per size (9)")
     parser.add_argument("--warmup", type=int, default=1, help="adds before measuring (1)")
     parser.add_argument("--per-page", type=int, default=100)
     parser.add_argument("--authors", type=int, default=3000)
@@ -169,50 +173,89 @@ def bulk_load(db: Database, generator: ChatGenerator, size: int, per_page: int) 
 # -- the measure -------------------------------------------------------------------------------
 
 
-async def measure_size(db: Database, args: argparse.Namespace, size: int) -> dict[str, Any]:
+@dataclass
+class Chat:
+    """One chat of the run: its database, its generator (to continue it) and its runtime."""
+
+    size: int
+    db: Database
+    generator: ChatGenerator
+    runtime: ChatRuntime
+    built: dict[str, Any]
+    start_seconds: float
+    adds: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def start_chat(db: Database, args: argparse.Namespace, size: int) -> Chat:
     generator = ChatGenerator(seed=args.seed, authors=args.authors)
     progress(f"{db.backend}: building a chat of {size:,} posts")
     built = bulk_load(db, generator, size, args.per_page)
-    autovacuum = AutoAnalyze(db)
-    autovacuum.analyze_now()  # what autovacuum does soon after a bulk load
+    AutoAnalyze(db).analyze_now()  # what autovacuum does soon after a bulk load
     gc.collect()
     runtime = ChatRuntime(slug=SLUG, sessions=db.sessions, broadcast=Broadcast())
     began = time.perf_counter()
     await runtime.start()
     start_seconds = time.perf_counter() - began
-    figures = runtime.figures
+    assert runtime.figures is not None
+    progress(f"{db.backend}: runtime started in {start_seconds:.1f} s holding {size:,}")
+    if len(runtime.figures) != size:
+        raise SystemExit(f"the runtime holds {len(runtime.figures)} posts, not {size}")
+    return Chat(size, db, generator, runtime, built, start_seconds)
+
+
+async def add_to(chat: Chat, args: argparse.Namespace, run: int) -> None:
+    """Add the chat's next `args.add` posts through its runtime; record the time it took."""
+    figures = chat.runtime.figures
     assert figures is not None
-    progress(f"{db.backend}: runtime started in {start_seconds:.1f} s holding {len(figures):,}")
-    if len(figures) != size:
-        raise SystemExit(f"the runtime holds {len(figures)} posts, not {size}")
-    adds: list[dict[str, Any]] = []
-    try:
-        with autovacuum:
-            for run in range(args.warmup + args.repeats):
-                at = PRELOAD_END + ADD_SPAN * run
-                pages = generator.pages(args.add, at, at + ADD_SPAN, args.per_page)
-                lines = [json.dumps(page, separators=(",", ":")).encode() for page in pages]
-                before = len(figures)
-                with GC.measure():
-                    seconds = await emit_pages(runtime, lines)
-                if len(figures) != before + args.add:
-                    raise SystemExit(f"an add took {len(figures) - before} posts of {args.add}")
-                adds.append(
-                    {"posts_before": before, "seconds": round(seconds, 4), "gc": GC.as_dict()}
-                )
-    finally:
-        await runtime.stop()
-    measured = [a["seconds"] for a in adds[args.warmup :]]
+    at = PRELOAD_END + ADD_SPAN * run
+    pages = chat.generator.pages(args.add, at, at + ADD_SPAN, args.per_page)
+    lines = [json.dumps(page, separators=(",", ":")).encode() for page in pages]
+    before = len(figures)
+    with GC.measure():
+        seconds = await emit_pages(chat.runtime, lines)
+    if len(figures) != before + args.add:
+        raise SystemExit(f"an add took {len(figures) - before} posts of {args.add}")
+    chat.adds.append({"posts_before": before, "seconds": round(seconds, 4), "gc": GC.as_dict()})
+
+
+def chat_result(chat: Chat, warmup: int, add: int) -> dict[str, Any]:
+    measured = [a["seconds"] for a in chat.adds[warmup:]]
     return {
-        "posts": size,
-        **built,
-        "runtime_start_seconds": round(start_seconds, 2),
+        "posts": chat.size,
+        **chat.built,
+        "runtime_start_seconds": round(chat.start_seconds, 2),
         "add_seconds_median": round(median(measured), 4),
         "add_seconds_min": round(min(measured), 4),
         "add_seconds_max": round(max(measured), 4),
-        "add_posts_per_s": round(args.add / median(measured)),
-        "adds": adds,
+        "add_posts_per_s": round(add / median(measured)),
+        "adds": chat.adds,
     }
+
+
+async def measure_backend(
+    backend: str, args: argparse.Namespace, workdir: Path
+) -> list[dict[str, Any]]:
+    """Every size's chat is built and started first; then the adds go round the chats in turn,
+    so that whatever else the machine is doing weighs on every size alike."""
+    with contextlib.ExitStack() as stack:
+        chats: list[Chat] = []
+        try:
+            for size in args.size_list:
+                db = stack.enter_context(
+                    fresh_database(backend, workdir, f"update_{size}", args.postgres_url)
+                )
+                chats.append(await start_chat(db, args, size))
+            with contextlib.ExitStack() as analyzers:
+                for chat in chats:
+                    analyzers.enter_context(AutoAnalyze(chat.db))
+                for run in range(args.warmup + args.repeats):
+                    for chat in chats:
+                        await add_to(chat, args, run)
+                    progress(f"{backend}: round {run + 1} of {args.warmup + args.repeats} done")
+        finally:
+            for chat in chats:
+                await chat.runtime.stop()
+        return [chat_result(chat, args.warmup, args.add) for chat in chats]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,12 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                     progress(f"PostgreSQL skipped: {problem}")
                     results[backend] = {"skipped": problem}
                     continue
-            sizes = []
-            for size in args.size_list:
-                name = f"update_{size}"
-                with fresh_database(backend, Path(tmp), name, args.postgres_url) as db:
-                    sizes.append(asyncio.run(measure_size(db, args, size)))
-                gc.collect()
+            sizes = asyncio.run(measure_backend(backend, args, Path(tmp)))
+            gc.collect()
             entry: dict[str, Any] = {"sizes": sizes}
             smallest, largest = sizes[0], sizes[-1]
             entry["ratio_largest_to_smallest"] = round(
