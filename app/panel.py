@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.chats import QuestionPlan, get_chat
 from app.db.models import Chat, ChatPost, PanelToken, Question
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from app.ingest.parse import NETWORK
+from app.ingest.parse import post_network
 
 SCREEN_MODES = ("immediate", "delay", "approval")
 MAX_PINNED = 3
@@ -79,7 +79,7 @@ def require_admin(token: str | None, admin_token: str | None) -> None:
 
 
 def chat_post(session: Session, chat: Chat, post_id: str) -> ChatPost:
-    row = session.get(ChatPost, (chat.id, NETWORK, post_id))
+    row = session.get(ChatPost, (chat.id, post_network(post_id), post_id))
     if row is None:
         raise NotFound(f"chat {chat.slug!r} has no post {post_id!r}")
     return row

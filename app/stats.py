@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Account, Chat, ChatPost, Poll, PollOption, Post, TrendSnapshot
 from app.errors import InvalidInput
+from app.ingest.parse import post_network
 
 Window = Literal["chat", "all"]
 WINDOWS: tuple[Window, ...] = ("chat", "all")
@@ -260,7 +261,7 @@ def chat_polls(session: Session, chat: Chat, where: ColumnElement[bool]) -> list
     )
     polls = []
     for poll_id, _at in session.execute(first_seen):
-        poll = session.get(Poll, ("x", poll_id))
+        poll = session.get(Poll, (post_network(poll_id or ""), poll_id))
         if poll is None:
             continue  # the page did not include the poll object
         options: list[PollOption] = list(poll.options)

@@ -39,6 +39,12 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+# Ids of posts, polls and accounts: X's are digits, Mastodon's the status's `https://` uri (or
+# `user@domain` for an account), Bluesky's an `at://` uri or a DID.
+ID_LENGTH = 512
+HANDLE_LENGTH = 320  # a Mastodon handle: user@domain
+SOURCE_LENGTH = 100  # "x-search", or a network's source on one server ("mastodon:fosstodon.org")
+
 POST_KINDS = ("original", "reply", "quote", "retweet")
 TAG_METHODS = ("prefix", "suffix", "reply", "quote", "window", "manual")
 SOURCES = ("x-search", "x-stream", "none")
@@ -111,7 +117,7 @@ class Question(Base):
     # True for the run of show given by the organisers; False for a question first seen as a host
     # post (the tagger's valid numbers depend on which is which).
     planned: Mapped[bool] = mapped_column(Boolean, default=True)
-    post_id: Mapped[str | None] = mapped_column(String(64))
+    post_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     posted_at: Mapped[datetime | None]
 
     chat: Mapped[Chat] = relationship(back_populates="questions")
@@ -121,8 +127,8 @@ class Account(Base):
     __tablename__ = "accounts"
 
     network: Mapped[str] = mapped_column(String(16), primary_key=True)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    username: Mapped[str] = mapped_column(String(100), index=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    username: Mapped[str] = mapped_column(String(HANDLE_LENGTH), index=True)
     name: Mapped[str] = mapped_column(String(300), default="")
     profile_image_url: Mapped[str | None] = mapped_column(String(500))
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -138,18 +144,18 @@ class Post(Base):
     )
 
     network: Mapped[str] = mapped_column(String(16), primary_key=True)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    author_id: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    author_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     created_at: Mapped[datetime]
     text: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(16))
-    in_reply_to_id: Mapped[str | None] = mapped_column(String(64))
-    in_reply_to_user_id: Mapped[str | None] = mapped_column(String(64))
-    quoted_id: Mapped[str | None] = mapped_column(String(64))
-    retweeted_id: Mapped[str | None] = mapped_column(String(64))
-    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    in_reply_to_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    in_reply_to_user_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    quoted_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    retweeted_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    conversation_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     lang: Mapped[str | None] = mapped_column(String(16))
-    poll_id: Mapped[str | None] = mapped_column(String(64))
+    poll_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     # Latest public_metrics; kept as the largest value seen so that arrival order never matters.
     retweet_count: Mapped[int] = mapped_column(Integer, default=0)
     reply_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -178,9 +184,9 @@ class ChatPost(Base):
         ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
     )
     network: Mapped[str] = mapped_column(String(16), primary_key=True)
-    post_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    post_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     created_at: Mapped[datetime]
-    author_id: Mapped[str] = mapped_column(String(64))
+    author_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     kind: Mapped[str] = mapped_column(String(16))
     question: Mapped[int | None] = mapped_column(Integer)
     tag_method: Mapped[str | None] = mapped_column(String(16))
@@ -197,7 +203,7 @@ class Poll(Base):
     __tablename__ = "polls"
 
     network: Mapped[str] = mapped_column(String(16), primary_key=True)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     voting_status: Mapped[str | None] = mapped_column(String(16))
     end_datetime: Mapped[datetime | None]
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
@@ -216,7 +222,7 @@ class PollOption(Base):
     )
 
     network: Mapped[str] = mapped_column(String(16), primary_key=True)
-    poll_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    poll_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     label: Mapped[str] = mapped_column(String(100))
     votes: Mapped[int] = mapped_column(Integer, default=0)
@@ -231,7 +237,7 @@ class SourceState(Base):
     chat_id: Mapped[int] = mapped_column(
         ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
     )
-    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_LENGTH), primary_key=True)
     position: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), default="idle")
     detail: Mapped[str] = mapped_column(Text, default="")
@@ -282,7 +288,7 @@ class SourceOutage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
-    source: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(SOURCE_LENGTH))
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(16))

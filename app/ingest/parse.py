@@ -17,6 +17,30 @@ NETWORK = "x"
 T = TypeVar("T")
 
 
+def post_network(post_id: str) -> str:
+    """The network of a post (or poll) id. Ids of the three networks cannot collide: X's are
+    digits, Mastodon's the status's canonical `https://` uri, Bluesky's its `at://` uri."""
+    if post_id.startswith("at://"):
+        return "bluesky"
+    if post_id.startswith(("https://", "http://")):
+        return "mastodon"
+    return NETWORK
+
+
+def account_network(account_id: str) -> str:
+    """The network of an account id: X's are digits, Mastodon's `user@domain`, Bluesky's a DID."""
+    if account_id.startswith("did:"):
+        return "bluesky"
+    if "@" in account_id:
+        return "mastodon"
+    return NETWORK
+
+
+def id_order(post_id: str) -> tuple[int, str]:
+    """A sort key for ids of any network; X's numeric ids sort as numbers."""
+    return (len(post_id), post_id)
+
+
 class PayloadError(ValueError):
     """An object that is not an X API v2 page, stream message or tweet, or a malformed one."""
 

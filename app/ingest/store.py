@@ -7,22 +7,28 @@ depend on the order in which copies of a post arrive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, Table, any_, bindparam, case, func, literal, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.db.lookup import CHUNK as _CHUNK
+from app.db.lookup import keyed
 from app.db.models import Account, ChatPost, Poll, PollOption, Post
-from app.ingest.parse import NETWORK, Parsed, PollRecord, PostRecord, UserRecord
+from app.ingest.parse import (
+    Parsed,
+    PollRecord,
+    PostRecord,
+    UserRecord,
+    account_network,
+    post_network,
+)
 from app.ingest.tagger import NO_TAG, Tag
-
-# Ids per lookup of the rows stored already (SQLite allows 32,766 parameters a statement).
-_CHUNK = 1000
 
 
 @dataclass(slots=True)
@@ -44,17 +50,6 @@ def _greatest(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
     if session.get_bind().dialect.name == "sqlite":
         return func.max(a, b)  # SQLite's two-argument max() is scalar
     return func.greatest(a, b)
-
-
-def _one_of(session: Session, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
-    """`column IN ids`. On PostgreSQL one array parameter (`= ANY(...)`) rather than one per
-    id: a short statement that psycopg converts once and the server plans once."""
-    condition: ColumnElement[bool]
-    if session.get_bind().dialect.name == "postgresql":
-        condition = column == any_(literal(list(ids), postgresql.ARRAY(String)))
-    else:
-        condition = column.in_(ids)
-    return condition
 
 
 def _dedupe_posts(records: Iterable[PostRecord]) -> dict[str, PostRecord]:
@@ -81,7 +76,7 @@ def store_users(session: Session, users: Iterable[UserRecord]) -> None:
     """Upsert accounts: those not stored yet, and those whose details changed."""
     rows = {
         user.id: {
-            "network": NETWORK,
+            "network": user.network,
             "id": user.id,
             "username": user.username,
             "name": user.name,
@@ -98,8 +93,13 @@ def store_users(session: Session, users: Iterable[UserRecord]) -> None:
     for start in range(0, len(ids), _CHUNK):
         found = session.execute(
             select(*(Account.__table__.c[name] for name in _ACCOUNT_FIELDS)).where(
-                Account.network == NETWORK,
-                _one_of(session, Account.id, ids[start : start + _CHUNK]),
+                keyed(
+                    session,
+                    Account.network,
+                    Account.id,
+                    ids[start : start + _CHUNK],
+                    account_network,
+                )
             )
         )
         stored.update((row[0], tuple(row)) for row in found)
@@ -132,7 +132,7 @@ def store_polls(session: Session, polls: Iterable[PollRecord]) -> None:
     assert isinstance(poll_table, Table) and isinstance(option_table, Table)
     poll_rows = [
         {
-            "network": NETWORK,
+            "network": poll.network,
             "id": poll.id,
             "voting_status": poll.voting_status,
             "end_datetime": poll.end_datetime,
@@ -157,7 +157,13 @@ def store_polls(session: Session, polls: Iterable[PollRecord]) -> None:
     )
     session.execute(stmt, poll_rows)
     option_rows = [
-        {"network": NETWORK, "poll_id": poll.id, "position": pos, "label": label, "votes": votes}
+        {
+            "network": poll.network,
+            "poll_id": poll.id,
+            "position": pos,
+            "label": label,
+            "votes": votes,
+        }
         for poll in by_id.values()
         for pos, label, votes in poll.options
     ]
@@ -193,7 +199,7 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
                 Post.quote_count,
                 Post.impression_count,
                 Post.poll_id,
-            ).where(Post.network == NETWORK, _one_of(session, Post.id, ids[start : start + _CHUNK]))
+            ).where(keyed(session, Post.network, Post.id, ids[start : start + _CHUNK]))
         )
         stored.update((row[0], tuple(row[1:])) for row in found)
     table = Post.__table__
@@ -221,6 +227,7 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
         session.execute(stmt, new_rows)
     grown = [
         {
+            "b_network": record.network,
             "b_id": post_id,
             "b_retweets": record.retweet_count,
             "b_replies": record.reply_count,
@@ -236,7 +243,7 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
         # Values only ever grow, so what another writer stored meanwhile is kept too.
         session.connection().execute(
             update(table)
-            .where(table.c.network == NETWORK, table.c.id == bindparam("b_id"))
+            .where(table.c.network == bindparam("b_network"), table.c.id == bindparam("b_id"))
             .values(
                 retweet_count=_greatest(session, table.c.retweet_count, bindparam("b_retweets")),
                 reply_count=_greatest(session, table.c.reply_count, bindparam("b_replies")),
@@ -272,7 +279,7 @@ def _grows(stored: tuple[Any, ...], record: PostRecord) -> bool:
 
 def _post_row(record: PostRecord, now: datetime) -> dict[str, Any]:
     return {
-        "network": NETWORK,
+        "network": record.network,
         "id": record.id,
         "author_id": record.author_id,
         "created_at": record.created_at,
@@ -315,15 +322,14 @@ def collect(
             session.scalars(
                 select(ChatPost.post_id).where(
                     ChatPost.chat_id == chat_id,
-                    ChatPost.network == NETWORK,
-                    _one_of(session, ChatPost.post_id, ids[start : start + _CHUNK]),
+                    keyed(session, ChatPost.network, ChatPost.post_id, ids[start : start + _CHUNK]),
                 )
             )
         )
     rows = [
         {
             "chat_id": chat_id,
-            "network": NETWORK,
+            "network": by_id[post_id].network,
             "post_id": post_id,
             "created_at": (record := by_id[post_id]).created_at,
             "author_id": record.author_id,
@@ -360,14 +366,19 @@ def save_tags(session: Session, chat_id: int, tags: Mapping[str, Tag]) -> None:
         update(table)
         .where(
             table.c.chat_id == chat_id,
-            table.c.network == NETWORK,
+            table.c.network == bindparam("b_network"),
             table.c.post_id == bindparam("b_post"),
             table.c.manual.is_(False),
         )
         .values(question=bindparam("b_question"), tag_method=bindparam("b_method"))
     )
     rows = [
-        {"b_post": post_id, "b_question": tag.question, "b_method": tag.method}
+        {
+            "b_network": post_network(post_id),
+            "b_post": post_id,
+            "b_question": tag.question,
+            "b_method": tag.method,
+        }
         for post_id, tag in sorted(tags.items())  # a fixed order avoids deadlocks
     ]
     session.connection().execute(stmt, rows)

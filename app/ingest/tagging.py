@@ -13,8 +13,9 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from app.db.lookup import keyed
 from app.db.models import Account, Chat, ChatPost, Post, Question
-from app.ingest.parse import NETWORK
+from app.ingest.parse import post_network
 from app.ingest.tagger import ChatPlan, Tag, Tagger, TagInput
 
 _CHUNK = 1000
@@ -104,7 +105,7 @@ def tag_inputs(
                 for row in session.execute(
                     select(*_post_columns())  # type: ignore[call-overload]
                     .outerjoin(Account, account_join)
-                    .where(Post.network == NETWORK, Post.id.in_(part))
+                    .where(keyed(session, Post.network, Post.id, part))
                 ).all()
             )
             inputs.extend(found)
@@ -126,13 +127,20 @@ def retag_chat(session: Session, chat: Chat) -> int:
             continue
         tag: Tag = tagger.tag(post_id)
         if (tag.question, tag.method) != (question, method):
-            changes.append({"b_post": post_id, "question": tag.question, "tag_method": tag.method})
+            changes.append(
+                {
+                    "b_network": post_network(post_id),
+                    "b_post": post_id,
+                    "question": tag.question,
+                    "tag_method": tag.method,
+                }
+            )
     if changes:
         stmt = (
             update(ChatPost)
             .where(
                 ChatPost.chat_id == chat.id,
-                ChatPost.network == NETWORK,
+                ChatPost.network == bindparam("b_network"),
                 ChatPost.post_id == bindparam("b_post"),
             )
             .values(question=bindparam("question"), tag_method=bindparam("tag_method"))
@@ -152,7 +160,7 @@ def record_question_posts(session: Session, chat: Chat, tagger: Tagger) -> None:
         ids = [post_id for post_id, _ in posts.values()]
         texts = dict(
             session.execute(
-                select(Post.id, Post.text).where(Post.network == NETWORK, Post.id.in_(ids))
+                select(Post.id, Post.text).where(keyed(session, Post.network, Post.id, ids))
             ).all()
         )
     for number, (post_id, posted_at) in sorted(posts.items()):

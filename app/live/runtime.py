@@ -24,9 +24,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chats import get_chat
+from app.db.lookup import keyed
 from app.db.models import Account, Chat, ChatPost, Poll, Post, SourceState
 from app.export import chat_info
-from app.ingest.parse import NETWORK, Parsed, PostRecord
+from app.ingest.parse import Parsed, PostRecord, account_network, id_order, post_network
 from app.ingest.store import save_tags, store_parsed
 from app.ingest.tagger import Tag, Tagger, TagInput
 from app.ingest.tagging import load_tagger, record_question_posts, retag_chat, tag_inputs
@@ -429,7 +430,7 @@ class ChatRuntime:
             view.posts_read += batch.posts_read
             view.requests += batch.requests
         now = time.monotonic()
-        for post in sorted(result.new_posts, key=lambda p: (p.created_at, int(p.id))):
+        for post in sorted(result.new_posts, key=lambda p: (p.created_at, id_order(p.id))):
             item = figures.post(post.id)
             if item is not None and not post.hidden:
                 item["received_at"] = self._received_at.get(post.id, time.time())
@@ -542,7 +543,7 @@ class ChatRuntime:
 
     def _read_marks(self, post_id: str) -> tuple[ChatPost | None, list[str]]:
         with self.sessions() as session:
-            row = session.get(ChatPost, (self.chat_id, NETWORK, post_id))
+            row = session.get(ChatPost, (self.chat_id, post_network(post_id), post_id))
             pins = session.scalars(
                 select(ChatPost.post_id)
                 .where(ChatPost.chat_id == self.chat_id, ChatPost.pinned_at.is_not(None))
@@ -589,7 +590,7 @@ class ChatRuntime:
                 changed = {pid: tag for pid, tag in changed.items() if pid in self.collected}
                 save_tags(session, self.chat_id, changed)
                 if not manual:
-                    row = session.get(ChatPost, (self.chat_id, NETWORK, post_id))
+                    row = session.get(ChatPost, (self.chat_id, post_network(post_id), post_id))
                     assert row is not None
                     tag = self.tagger.tag(post_id)
                     row.question, row.tag_method = tag.question, tag.method
@@ -915,7 +916,7 @@ def _names(session: Session, parsed: Parsed) -> dict[str, tuple[str, str]]:
     if missing:
         rows = session.execute(
             select(Account.id, Account.username, Account.name).where(
-                Account.network == NETWORK, Account.id.in_(sorted(missing))
+                keyed(session, Account.network, Account.id, sorted(missing), account_network)
             )
         ).all()
         names.update({row[0]: (row[1], row[2]) for row in rows})
@@ -934,7 +935,7 @@ def _stored_metrics(session: Session, ids: set[str]) -> dict[str, Metrics]:
                 Post.reply_count,
                 Post.quote_count,
                 Post.impression_count,
-            ).where(Post.network == NETWORK, Post.id.in_(ordered[start : start + 1000]))
+            ).where(keyed(session, Post.network, Post.id, ordered[start : start + 1000]))
         ).all()
         found.update({row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows})
     return found
@@ -1011,7 +1012,10 @@ def _live_posts(session: Session, chat_id: int, ids: list[str] | None = None) ->
     if ids is not None:
         for start in range(0, len(ids), 1000):
             yield from _live_posts_of(
-                session, query.where(ChatPost.post_id.in_(ids[start : start + 1000]))
+                session,
+                query.where(
+                    keyed(session, ChatPost.network, ChatPost.post_id, ids[start : start + 1000])
+                ),
             )
         return
     yield from _live_posts_of(session, query)

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from app.errors import ArchiveError
 from app.ingest.archive import LineError, read_archive
-from app.ingest.parse import Parsed, PayloadError, PollRecord, PostRecord, UserRecord, parse_object
+from app.ingest.parse import (
+    Parsed,
+    PayloadError,
+    PollRecord,
+    PostRecord,
+    UserRecord,
+    id_order,
+    parse_object,
+)
 from app.sources.base import SourceBatch, SourceContext, SourceStatus
 from app.stats import iso_time
 
@@ -74,7 +82,7 @@ def load_timeline(path: Path) -> Timeline:
         raise ArchiveError(f"{path}: holds no posts to replay")
     for post_id in collected:
         context.pop(post_id, None)  # a collected post is released at its own time
-    posts = sorted(collected.values(), key=lambda r: (r.created_at, int(r.id)))
+    posts = sorted(collected.values(), key=lambda r: (r.created_at, id_order(r.id)))
     return Timeline(posts, users, context, polls, errors)
 
 

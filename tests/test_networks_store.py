@@ -1,0 +1,104 @@
+"""Posts of X, Mastodon and Bluesky stored side by side in one chat (issue 7): each row keeps its
+network, re-storing changes nothing, metrics still only grow, and the chat's figures count all."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from app.chats import create_chat, get_chat
+from app.db.engine import open_database
+from app.db.models import Account, ChatPost, Poll, Post
+from app.ingest.parse import Parsed, account_network, id_order, post_network
+from app.ingest.store import store_parsed
+from app.sources.bluesky import parse_post_view
+from app.sources.mastodon import parse_statuses
+from app.stats import chat_stats
+from tests.conftest import FIXTURES
+
+
+def _mastodon() -> Parsed:
+    statuses = json.loads((FIXTURES / "mastodon" / "qi-chat.json").read_text())
+    return parse_statuses(statuses, "mastodon.social")
+
+
+def _bluesky() -> Parsed:
+    answer = json.loads((FIXTURES / "bluesky" / "searchPosts_leadingqi.json").read_text())
+    parsed = Parsed()
+    for view in answer["posts"]:
+        one = parse_post_view(view)
+        parsed.collected += one.collected
+        parsed.context += one.context
+        parsed.users += one.users
+    return parsed
+
+
+def test_ids_tell_their_network() -> None:
+    assert post_network("1640803720390950912") == "x"
+    assert post_network("https://mastodon.social/users/qihour/statuses/110101") == "mastodon"
+    assert post_network("at://did:plc:abc/app.bsky.feed.post/3kabc") == "bluesky"
+    assert post_network("https://mastodon.social/users/qihour/statuses/110101#poll") == "mastodon"
+    assert account_network("14159265") == "x"
+    assert account_network("helen@mastodon.social") == "mastodon"
+    assert account_network("did:plc:abc") == "bluesky"
+    # X ids sort as numbers, whatever their length
+    assert sorted(["100", "99", "1000"], key=id_order) == ["99", "100", "1000"]
+
+
+def test_three_networks_share_a_chat(database_url: str) -> None:
+    engine, sessions = open_database(database_url)
+    mastodon, bluesky = _mastodon(), _bluesky()
+    assert mastodon.collected and bluesky.collected
+    with sessions.begin() as session:
+        chat = create_chat(
+            session,
+            slug="qi",
+            title="QI hour",
+            hashtags=["#LeadingQI", "#QIHour"],
+            hosts=["qihour"],
+            start=datetime(2023, 3, 28, 18, tzinfo=UTC),
+            end=datetime(2023, 3, 28, 19, tzinfo=UTC),
+        )
+        chat_id = chat.id
+    for parsed in (mastodon, bluesky):
+        with sessions.begin() as session:
+            store_parsed(session, chat_id, parsed)
+    wanted = {r.id for r in mastodon.collected} | {r.id for r in bluesky.collected}
+    with sessions() as session:
+        rows = dict(
+            session.execute(
+                select(ChatPost.post_id, ChatPost.network).where(ChatPost.chat_id == chat_id)
+            ).all()
+        )
+        assert set(rows) == wanted
+        assert {rows[i] for i in (r.id for r in mastodon.collected)} == {"mastodon"}
+        assert {rows[i] for i in (r.id for r in bluesky.collected)} == {"bluesky"}
+        networks = dict(
+            session.execute(select(Account.network, func.count()).group_by(Account.network)).all()
+        )
+        assert set(networks) == {"mastodon", "bluesky"}
+        polls = session.scalars(select(Poll.network)).all()
+        assert polls and set(polls) == {"mastodon"}
+        stats = chat_stats(session, get_chat(session, "qi"), "all")
+        assert stats["polls"], "the Mastodon poll is found by its own network"
+        before = session.scalar(select(func.count()).select_from(Post))
+
+    # The same posts again, one Mastodon status with more favourites: nothing doubles, the
+    # figure grows on the Mastodon row.
+    again = copy.deepcopy(mastodon)
+    grown = next(r for r in again.collected if r.kind != "retweet")
+    grown.like_count += 40
+    with sessions.begin() as session:
+        result = store_parsed(session, chat_id, again)
+        assert result.newly_collected == []
+        store_parsed(session, chat_id, bluesky)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Post)) == before
+        likes = session.scalar(
+            select(Post.like_count).where(Post.network == "mastodon", Post.id == grown.id)
+        )
+        assert likes == grown.like_count
+    engine.dispose()
