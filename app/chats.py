@@ -16,8 +16,20 @@ from app.errors import Conflict, InvalidInput, NotFound, UnknownChat
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 HASHTAG_RE = re.compile(r"^#?(\w{1,100})$")
-ACCOUNT_RE = re.compile(r"^@?(\w{1,50})$")
+# A host name: dot-separated labels of letters, digits and inner dashes, the last a word
+# (not an IP address). Mastodon servers and Bluesky handles are host names.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOST_RE = re.compile(rf"^(?:{_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?$")
+MAX_HOST = 253
+# Accounts, one pattern per network; compared without case everywhere (tagger, figures,
+# unanswered queue), so the Mastodon and Bluesky forms are stored lower-cased.
+ACCOUNT_RE = re.compile(r"^@?(\w{1,50})$")  # an X username: WarwickBSchool
+MASTODON_HANDLE_RE = re.compile(r"^@?([a-z0-9_][a-z0-9_.-]{0,63})@([^@\s]+)$", re.IGNORECASE)
 MAX_WINDOW = timedelta(days=14)
+ACCOUNT_FORMS = (
+    "an X username (WarwickBSchool), a Mastodon handle (wbs@mastodon.social) or a Bluesky "
+    "handle (wbs.bsky.social)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +84,95 @@ def normalise_hashtags(values: Sequence[str]) -> list[str]:
     return tags
 
 
+def host_name(value: str) -> str | None:
+    """`value` as a lower-case ASCII host name (international names in their `xn--` form), or
+    None when it is not one."""
+    text = value.strip().rstrip(".")
+    try:
+        ascii_name = text.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    if len(ascii_name) > MAX_HOST or not HOST_RE.match(ascii_name):
+        return None
+    return ascii_name
+
+
+def account_name(value: str) -> str | None:
+    """An account as the posts of its network name it (the store's username): an X username as
+    given, a Mastodon handle `user@domain` or a Bluesky handle lower-cased and without a leading
+    `@`; None when `value` is none of these."""
+    text = value.strip()
+    match = ACCOUNT_RE.match(text)
+    if match:
+        return match.group(1)
+    match = MASTODON_HANDLE_RE.match(text)
+    if match:
+        domain = host_name(match.group(2))
+        return f"{match.group(1).lower()}@{domain}" if domain else None
+    if "." in text:
+        return host_name(text.removeprefix("@"))
+    return None
+
+
 def normalise_accounts(values: Sequence[str], what: str) -> list[str]:
+    """Hosts or panel members, each once (any case), on any network."""
     accounts: list[str] = []
     for value in values:
-        match = ACCOUNT_RE.match(value.strip())
-        if not match:
-            raise InvalidInput(f"{what} {value!r} is not an account name (letters, digits, _)")
-        if match.group(1).lower() not in {a.lower() for a in accounts}:
-            accounts.append(match.group(1))
+        name = account_name(value)
+        if name is None:
+            raise InvalidInput(f"{what} {value!r} is not an account: write {ACCOUNT_FORMS}")
+        if name.lower() not in {a.lower() for a in accounts}:
+            accounts.append(name)
     return accounts
+
+
+def normalise_servers(values: Sequence[str]) -> list[str]:
+    """Mastodon servers by host name (`mastodon.social`; `https://mastodon.social/` is taken
+    too), lower-cased, each once."""
+    servers: list[str] = []
+    for value in values:
+        text = value.strip()
+        bare = re.sub(r"^https?://", "", text, flags=re.IGNORECASE).rstrip("/")
+        host = host_name(bare)
+        if host is None:
+            raise InvalidInput(
+                f"--mastodon {value!r} is not a Mastodon server's host name "
+                "(like mastodon.social or fosstodon.org)"
+            )
+        if host not in servers:
+            servers.append(host)
+    return servers
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSources:
+    """The live sources a chat names: its X source, its Mastodon servers, Bluesky or not."""
+
+    x: str = "none"  # x-search, x-stream or none
+    mastodon: tuple[str, ...] = ()
+    bluesky: bool = False
+
+    @classmethod
+    def of(cls, chat: Chat) -> ChatSources:
+        return cls(
+            x=chat.source,
+            mastodon=tuple(str(host) for host in chat.mastodon_servers or ()),
+            bluesky=bool(chat.bluesky),
+        )
+
+    @property
+    def live(self) -> bool:
+        """Whether any live source follows the chat (else it is filled by imports only)."""
+        return self.x != "none" or bool(self.mastodon) or self.bluesky
+
+    def describe(self) -> str:
+        """`x-search, Mastodon (mastodon.social, fosstodon.org), Bluesky`, or `none`."""
+        parts = [self.x] if self.x != "none" else []
+        if self.mastodon:
+            parts.append(f"Mastodon ({', '.join(self.mastodon)})")
+        if self.bluesky:
+            parts.append("Bluesky")
+        return ", ".join(parts) or "none (imports only)"
 
 
 _PLANNED_RE = re.compile(r"^(?P<h>\d{1,2}):(?P<m>\d{2})\s+(?P<text>.*)$", re.DOTALL)
@@ -117,9 +209,13 @@ def create_chat(
     end: datetime,
     series: str | None = None,
     source: str = "none",
+    mastodon: Sequence[str] = (),
+    bluesky: bool = False,
     timezone: str = "UTC",
     questions: Sequence[QuestionPlan] = (),
 ) -> Chat:
+    """A new chat. `source` is its X source (x-search, x-stream or none), `mastodon` the host
+    names of the Mastodon servers it follows, `bluesky` whether it follows Bluesky too."""
     if not SLUG_RE.match(slug):
         raise InvalidInput(
             f"chat slug {slug!r} must be lower-case letters, digits and dashes "
@@ -140,6 +236,7 @@ def create_chat(
         raise InvalidInput("a chat window longer than 14 days is not a tweetchat; check --end")
     if source not in SOURCES:
         raise InvalidInput(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    servers = normalise_servers(mastodon)
     parse_zone(timezone)
     numbers = [q.number for q in questions]
     if len(set(numbers)) != len(numbers):
@@ -164,6 +261,8 @@ def create_chat(
         end_at=end,
         timezone=timezone,
         source=source,
+        mastodon_servers=servers,
+        bluesky=bluesky,
         series=series_row,
         created_at=datetime.now(UTC),
         questions=[

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
 from app.chats import (
+    ChatSources,
     create_chat,
     get_chat,
     get_series,
@@ -39,6 +40,7 @@ from app.errors import InvalidInput, TweetchatError
 from app.export import FORMATS, SERIES_FORMATS, export_chat, export_series
 from app.ingest.importer import ImportReport, import_files
 from app.panel import create_panel_token
+from app.process import tune_gc
 from app.stats import WINDOWS, chat_stats, check_window
 
 if TYPE_CHECKING:
@@ -129,19 +131,45 @@ def chat_create(
     title: Annotated[str, typer.Option(help="The chat's title.")],
     hashtags: Annotated[str, typer.Option(help="Comma-separated: '#LeadingQI,#QIHour'.")],
     host: Annotated[
-        list[str], typer.Option(help="Host account(s), repeat or comma-separate: WarwickBSchool.")
+        list[str],
+        typer.Option(
+            help="Host account(s), repeat or comma-separate: an X username (WarwickBSchool), a "
+            "Mastodon handle (wbs@mastodon.social) or a Bluesky handle (wbs.bsky.social)."
+        ),
     ],
     start: Annotated[
         str, typer.Option(help="Chat start, ISO 8601 with zone: 2023-03-28T18:00:00Z.")
     ],
     end: Annotated[str, typer.Option(help="Chat end (exclusive): 2023-03-28T19:00:00Z.")],
     panel: Annotated[
-        list[str] | None, typer.Option(help="Panel accounts, comma-separated: a,b,c.")
+        list[str] | None,
+        typer.Option(help="Panel accounts, comma-separated, on any network like --host: a,b,c."),
     ] = None,
     series: Annotated[str | None, typer.Option(help="Series slug, e.g. leadingqi.")] = None,
     source: Annotated[
-        str, typer.Option(help="Live source: x-search, x-stream or none (imports only).")
+        str,
+        typer.Option(
+            help="X source: x-search, x-stream or none (no X: imports only, unless --mastodon "
+            "or --bluesky follow the chat)."
+        ),
     ] = "none",
+    mastodon: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Mastodon servers whose hashtag timelines to follow, repeat or comma-separate: "
+            "mastodon.social,fosstodon.org. A user token per server, from "
+            "TWEETCHAT_MASTODON_TOKEN_<HOST> (TWEETCHAT_MASTODON_TOKEN_MASTODON_SOCIAL), makes "
+            "it stream instead of poll."
+        ),
+    ] = None,
+    bluesky: Annotated[
+        bool,
+        typer.Option(
+            "--bluesky",
+            help="Follow the chat on Bluesky too (public search; TWEETCHAT_BLUESKY_IDENTIFIER and "
+            "TWEETCHAT_BLUESKY_APP_PASSWORD if the public endpoint refuses).",
+        ),
+    ] = False,
     timezone: Annotated[
         str, typer.Option(help="The chat's local time zone, for planned times and exports.")
     ] = "UTC",
@@ -159,6 +187,9 @@ def chat_create(
     --hashtags '#LeadingQI,#QIHour' --host WarwickBSchool --panel HelenBevan,BryanJns
     --start 2023-03-28T18:00:00Z --end 2023-03-28T19:00:00Z --timezone Europe/London
     --question "19:02 Let's start with a poll!" --question "19:10 Why is it important ...?"
+
+    Beside X (--source), a chat may follow Mastodon servers and Bluesky: --source x-search
+    --mastodon mastodon.social,fosstodon.org --bluesky --host WarwickBSchool,wbs@mastodon.social
     """
 
     def action() -> None:
@@ -181,13 +212,17 @@ def chat_create(
                 end=end_at,
                 series=series,
                 source=source,
+                mastodon=split_list(mastodon),
+                bluesky=bluesky,
                 timezone=timezone,
                 questions=plans,
             )
             _console().print(
                 f"Created chat {chat.slug}: {', '.join(chat.hashtags)}, "
                 f"{chat.start_at:%Y-%m-%d %H:%M}–{chat.end_at:%H:%M} UTC, "
-                f"{len(plans)} question(s)."
+                f"{len(plans)} question(s); sources: {ChatSources.of(chat).describe()}.",
+                markup=False,
+                soft_wrap=True,
             )
 
     run(action)
@@ -203,7 +238,7 @@ def chat_list() -> None:
             if not chats:
                 _console().print("No chats yet. Create one with `tweetchat chat create`.")
                 return
-            table = Table("slug", "title", "hashtags", "start (UTC)", "end (UTC)", "source")
+            table = Table("slug", "title", "hashtags", "start (UTC)", "end (UTC)", "sources")
             for chat in chats:
                 table.add_row(
                     chat.slug,
@@ -211,7 +246,7 @@ def chat_list() -> None:
                     " ".join(chat.hashtags),
                     f"{chat.start_at:%Y-%m-%d %H:%M}",
                     f"{chat.end_at:%Y-%m-%d %H:%M}",
-                    chat.source,
+                    escape(ChatSources.of(chat).describe()),
                 )
             _console().print(table)
 
@@ -230,6 +265,10 @@ def chat_show(slug: Annotated[str, typer.Argument(help="The chat's slug.")]) -> 
             console.print(f"hashtags: {' '.join(chat.hashtags)}")
             console.print(f"hosts: {', '.join(chat.hosts)}  panel: {', '.join(chat.panel) or '-'}")
             console.print(f"window: {chat.start_at:%Y-%m-%d %H:%M} – {chat.end_at:%H:%M} UTC")
+            sources = ChatSources.of(chat)
+            console.print(f"X: {sources.x}", markup=False)
+            console.print(f"Mastodon: {', '.join(sources.mastodon) or '-'}", markup=False)
+            console.print(f"Bluesky: {'yes' if sources.bluesky else 'no'}", markup=False)
             for q in chat.questions:
                 when = f"{q.planned_at:%H:%M} UTC" if q.planned_at else "--:--"
                 seen = f" (posted {q.posted_at:%H:%M}, id {q.post_id})" if q.posted_at else ""
@@ -457,8 +496,13 @@ def _run_server(
 
     from app.api import create_app
 
+    tune_gc()
     uvicorn.run(
-        create_app(settings, on_startup=on_startup), host=host, port=port, log_level=log_level
+        create_app(settings, on_startup=on_startup),
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
 
 

@@ -26,7 +26,7 @@ MEDIA_TYPES = {
     "json": "application/json",
 }
 
-# PRODUCT.md's required columns first, then the rest.
+# PRODUCT.md's required columns first, then the post's network (x, mastodon, bluesky), the rest.
 CSV_COLUMNS = [
     "id",
     "created_at",
@@ -38,6 +38,7 @@ CSV_COLUMNS = [
     "retweets",
     "likes",
     "text",
+    "network",
     "created_at_local",
     "name",
     "quoted_id",
@@ -64,7 +65,9 @@ def chat_info(chat: Chat) -> dict[str, Any]:
         "end": iso_time(chat.end_at),
         "timezone": chat.timezone,
         "series": chat.series.slug if chat.series else None,
-        "source": chat.source,
+        "source": chat.source,  # the X source
+        "mastodon_servers": list(chat.mastodon_servers or []),
+        "bluesky": bool(chat.bluesky),
         "questions": [
             {
                 "number": q.number,

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Chat, SourceOutage
 
 # The sources whose outages can lose posts.
-POST_SOURCES = frozenset({"x-search", "x-stream", "replay"})
+POST_SOURCES = frozenset({"x-search", "x-stream", "replay", "mastodon", "bluesky"})
 OUTAGE_STATES = frozenset({"waiting", "failing"})
 RECOVERED_STATES = frozenset({"running", "stopped"})
 

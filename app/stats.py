@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 from app.db.models import Account, Chat, ChatPost, Poll, PollOption, Post, TrendSnapshot
 from app.errors import InvalidInput
 from app.ingest.parse import post_network
+from app.links import post_url, status_url_of
 
 Window = Literal["chat", "all"]
 WINDOWS: tuple[Window, ...] = ("chat", "all")
@@ -36,10 +37,6 @@ def check_window(value: str) -> Window:
     if value not in WINDOWS:
         raise InvalidInput(f"unknown window {value!r}; use 'chat' (the chat hour) or 'all'")
     return value
-
-
-def post_url(username: str | None, post_id: str) -> str:
-    return f"https://x.com/{username or 'i/web'}/status/{post_id}"
 
 
 def _in_window(chat: Chat, window: Window) -> ColumnElement[bool]:
@@ -97,6 +94,7 @@ def post_object(
 ) -> dict[str, Any]:
     return {
         "id": post.id,
+        "network": post.network,
         "username": username or "",
         "name": name or "",
         "text": post.text,
@@ -109,7 +107,7 @@ def post_object(
         "replies": post.reply_count,
         "quotes": post.quote_count,
         "impressions": post.impression_count or 0,
-        "url": post_url(username, post.id),
+        "url": post_url(post.network, post.id, username, status_url_of(post.network, post.raw)),
     }
 
 
@@ -226,17 +224,23 @@ def unanswered_query(chat: Chat, answers_where: ColumnElement[bool], staff_ids: 
     reply_member = aliased(ChatPost)
     condition = and_(answers_where, ChatPost.handled.is_(False))
     if staff_ids:
+        # Driven from the answer: its replies through ix_posts_in_reply_to, then each reply's
+        # membership by primary key (scanning the chat's members per answer was O(n^2)).
         answered = exists(
             select(literal(1))
-            .select_from(reply_member)
+            .select_from(reply)
             .join(
-                reply, and_(reply.network == reply_member.network, reply.id == reply_member.post_id)
+                reply_member,
+                and_(
+                    reply_member.chat_id == chat.id,
+                    reply_member.network == reply.network,
+                    reply_member.post_id == reply.id,
+                ),
             )
             .where(
-                reply_member.chat_id == chat.id,
-                reply_member.author_id.in_(staff_ids),
                 reply.network == ChatPost.network,
                 reply.in_reply_to_id == ChatPost.post_id,
+                reply.author_id.in_(staff_ids),
             )
         )
         condition = and_(condition, ChatPost.author_id.not_in(staff_ids), ~answered)

@@ -566,9 +566,21 @@ def start_server(command: list[str], env: dict[str, str], path: str, workdir: Pa
             time.sleep(0.1)
 
 
+def default_update_interval() -> float:
+    from app.config import Settings
+
+    return Settings.model_fields["update_interval"].default  # type: ignore[no-any-return]
+
+
+# Settings given on the command line (`--server-deflate`, `--update-interval`), for both servers.
+SERVER_SETTINGS: dict[str, str] = {}
+
+
 def server_env(database_url: str | None = None) -> dict[str, str]:
-    """This environment without TWEETCHAT_* settings (defaults as shipped), plus the database."""
+    """This environment without TWEETCHAT_* settings (defaults as shipped, but for those of
+    `SERVER_SETTINGS`), plus the database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWEETCHAT_")}
+    env.update(SERVER_SETTINGS)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     if database_url:
         env["TWEETCHAT_DATABASE_URL"] = database_url
@@ -742,13 +754,19 @@ async def wait_for_end(recorder: Reader, config: RunConfig, began: float) -> tup
             await asyncio.wait_for(recorder.done.wait(), max(deadline - time.time(), 1))
         return final, recorder.last_seq < final
     while time.time() < deadline:
-        if recorder.posts >= config.expected_posts and b'"state":"stopped"' in (
-            recorder.kept[-1][1] if recorder.kept else b""
-        ):
+        if recorder.posts >= config.expected_posts and replay_stopped(recorder.kept):
             await asyncio.sleep(1.0)  # a last update may follow
             return recorder.last_seq, False
         await asyncio.sleep(0.1)
     return recorder.last_seq, True
+
+
+def replay_stopped(kept: list[tuple[float, bytes]]) -> bool:
+    """Whether the last message says the replay source stopped (whole or as a patch)."""
+    if not kept:
+        return False
+    last = kept[-1][1]
+    return b'"state":"stopped"' in last or b'"state":{"=":"stopped"}' in last
 
 
 def decode_updates(kept: list[tuple[float, bytes]]) -> list[dict[str, Any]]:
@@ -927,9 +945,11 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "stall_for_s": args.stall_for,
             "max_gap": args.max_gap,
             "clients_offer_deflate": args.deflate,
+            "server_accepts_deflate": args.server_deflate,
+            "update_interval_s": args.update_interval or default_update_interval(),
             "database": "sqlite file",
             "server": "uvicorn as `tweetchat serve` runs it (uvloop, httptools, websockets "
-            "sans-I/O, per-message deflate accepted), TWEETCHAT_WS_* defaults",
+            "sans-I/O), TWEETCHAT_* defaults but for the two above",
             "note": "clients and server share the machine's cores: client_cpu_s competes with "
             "server_cpu_s, and the delays include the clients' own scheduling; the baseline "
             "has no ingest, so its post delay is its fan-out delay",
@@ -1027,6 +1047,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=True,
         help="clients offer per-message deflate, as browsers do",
     )
+    parser.add_argument(
+        "--server-deflate",
+        action="store_true",
+        help="the servers accept it (TWEETCHAT_WS_PER_MESSAGE_DEFLATE; off as shipped)",
+    )
+    parser.add_argument(
+        "--update-interval",
+        type=float,
+        default=None,
+        help="TWEETCHAT_UPDATE_INTERVAL for the tweetchat server (default: as shipped)",
+    )
     parser.add_argument("--patience", type=float, default=120.0, help="how long readers may lag")
     parser.add_argument("--timeout", type=float, default=1200.0, help="longest replay, s")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -1048,6 +1079,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.serve:
         serve_tweetchat(args.port, args.archive, args.speed, args.max_gap, args.posts)
         return
+    if args.server_deflate:
+        SERVER_SETTINGS["TWEETCHAT_WS_PER_MESSAGE_DEFLATE"] = "true"
+    if args.update_interval is not None:
+        SERVER_SETTINGS["TWEETCHAT_UPDATE_INTERVAL"] = str(args.update_interval)
     use_uvloop()
     result = asyncio.run(benchmark(args))
     print(json.dumps(result), flush=True)

@@ -122,12 +122,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    # The same uvicorn defaults as `tweetchat serve` (uvloop, httptools, websockets, deflate).
+    # The same uvicorn settings as `tweetchat serve` (uvloop, httptools, websockets; per-message
+    # deflate as TWEETCHAT_WS_PER_MESSAGE_DEFLATE says, off by default).
+    from app.config import Settings
+
     uvicorn.run(
         create_app(load_messages(args.messages)),
         host=args.host,
         port=args.port,
         log_level="warning",
+        ws_per_message_deflate=Settings().ws_per_message_deflate,
     )
 
 

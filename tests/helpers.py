@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from app.cli import app as cli_app
 from app.config import Settings
+from app.live.delta import PageState
 
 if TYPE_CHECKING:
     from app.live.hub import LiveHub
@@ -98,3 +100,16 @@ class HubServer(LiveServer):
         """Run `coro` on the server's event loop and return its result."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+_PAGES: dict[int, tuple[Any, PageState]] = {}
+
+
+async def recv_json(ws: Any) -> dict[str, Any]:
+    """The next message of a chat's WebSocket as a page sees it: an update's figure patches
+    applied to what the connection's snapshot and earlier updates held (`app.live.delta`)."""
+    message: dict[str, Any] = json.loads(await ws.recv())
+    held = _PAGES.get(id(ws))
+    if held is None or held[0] is not ws:
+        held = _PAGES[id(ws)] = (ws, PageState())
+    return held[1].take(message)

@@ -2,7 +2,9 @@
 
 Each source runs as a task with a `WatchedContext`, a `RecordingContext` that also wakes the test
 when a batch or a status arrives, so the tests wait for events, not for fixed times; `FAST` scales
-the retry delays down.
+the retry delays down. Through the real hub (`tests.helpers.HubServer`), `eventually` waits on the
+server's loop for what its runtime shows, and `network_settings` points a server at the fake
+Mastodon and Bluesky.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from functools import partial
 from typing import Any
 
 import anyio
+import pytest
 
+from app.config import Settings, host_key
 from app.ingest.parse import PostRecord
 from app.sources.base import RecordingContext, SourceBatch, SourceStatus
 from app.sources.http import Backoff
@@ -98,3 +102,46 @@ def assert_backed_off_three_times(
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.195
     assert ctx.statuses[ctx.statuses.index(failing[-1]) + 1].state == "running"
+
+
+async def eventually(
+    condition: Callable[[], bool], what: Callable[[], str], timeout: float = 15.0
+) -> None:
+    """Wait until `condition()` holds, checking every 20 ms; on timeout fail with `what()`."""
+    try:
+        with anyio.fail_after(timeout):
+            while not condition():
+                await anyio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout:g} s: {what()}") from None
+
+
+def network_settings(
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    *,
+    mastodon: dict[str, str],
+    bluesky: tuple[str, str],
+    mastodon_tokens: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings for a server that follows chats on fake networks, read from the environment as
+    in production: `mastodon` maps each server's host to its fake's URL
+    (TWEETCHAT_MASTODON_URL_<HOST>), `mastodon_tokens` gives user tokens
+    (TWEETCHAT_MASTODON_TOKEN_<HOST>), `bluesky` the fake's public and PDS URLs. No X bearer
+    token; the sources poll every 0.2 s and retry quickly."""
+    monkeypatch.delenv("TWEETCHAT_X_BEARER_TOKEN", raising=False)
+    for host, url in mastodon.items():
+        monkeypatch.setenv(f"TWEETCHAT_MASTODON_URL_{host_key(host)}", url)
+    for host, token in (mastodon_tokens or {}).items():
+        monkeypatch.setenv(f"TWEETCHAT_MASTODON_TOKEN_{host_key(host)}", token)
+    monkeypatch.setenv("TWEETCHAT_BLUESKY_URL", bluesky[0])
+    monkeypatch.setenv("TWEETCHAT_BLUESKY_PDS_URL", bluesky[1])
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "search_interval": 0.2,
+        "mastodon_keepalive_timeout": 1.0,
+        "network_backoff_scale": 0.05,
+        **overrides,
+    }
+    return Settings(**values)

@@ -18,9 +18,12 @@ import pytest
 import websockets
 
 from app.config import Settings
+from app.ingest.parse import parse_object
+from app.live.delta import PageState
+from app.sources.base import SourceBatch
 from app.sources.replay import load_timeline
 from tests.conftest import FIXTURES
-from tests.helpers import CliRunnerFn, HubServer, make_cli_runner
+from tests.helpers import CliRunnerFn, HubServer, make_cli_runner, recv_json
 
 QI = FIXTURES / "qi-chat.jsonl"
 PANEL = "HelenBevan,DrNicolaBurgess,KPOteam_SASH,jimmy_parvin,Sutcliffe1987"
@@ -54,7 +57,7 @@ async def follow(
     seen: list[str] = []
     last: dict[str, Any] = {}
     async with asyncio.timeout(timeout), websockets.connect(url, max_size=2**24) as ws:
-        snapshot = json.loads(await ws.recv())
+        snapshot = await recv_json(ws)
         assert snapshot["type"] == "snapshot"
         seen.extend(p["id"] for p in snapshot["latest"])
         last = snapshot
@@ -65,7 +68,7 @@ async def follow(
                 and figures["original_tweets"] + figures["retweets"] >= until_posts
             ):
                 return seen, last
-            message = json.loads(await ws.recv())
+            message = await recv_json(ws)
             assert message["type"] == "update"
             assert message["seq"] > last["seq"]
             seen.extend(p["id"] for p in message["posts"])
@@ -133,9 +136,9 @@ def test_bad_payload_closes_with_1003_and_ping_is_answered(server: HubServer) ->
         async with websockets.connect(
             server.url.replace("http://", "ws://") + "/ws/chats/qi"
         ) as ws:
-            json.loads(await ws.recv())
+            await recv_json(ws)
             await ws.send(json.dumps({"type": "ping"}))
-            pong = json.loads(await ws.recv())
+            pong = await recv_json(ws)
             await ws.send("not json")
             with pytest.raises(websockets.ConnectionClosed):
                 while True:
@@ -224,7 +227,7 @@ def test_live_metrics_keep_the_largest_copy_seen(
             await runtime.emit(SourceBatch("replay", first))
             await runtime.drained()  # two separate writes, as two responses minutes apart
             await runtime.emit(SourceBatch("replay", later))
-            await runtime.drained()
+            await runtime.published()
             return runtime.snapshot()
 
         snapshot = server.call(feed())
@@ -233,3 +236,64 @@ def test_live_metrics_keep_the_largest_copy_seen(
     top = {t["id"]: t["retweets"] for t in snapshot["figures_all"]["top_tweets"]}
     assert top[original["id"]] == 250
     assert snapshot["figures_all"] == stored
+
+
+def test_an_update_after_one_answer_is_a_small_patch_to_the_same_figures(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = make_cli_runner(sqlite_url)
+    create_chat(cli, "qi")
+    assert cli("import", "qi", str(QI)).exit_code == 0
+    answer = parse_object(
+        {
+            "data": [
+                {
+                    "id": "1640790000000000001",
+                    "author_id": "7001",
+                    "created_at": "2023-03-28T18:20:00.000Z",
+                    "text": "A2 Listening first, then acting #LeadingQI #QIHour",
+                    "public_metrics": {
+                        "retweet_count": 0,
+                        "reply_count": 0,
+                        "like_count": 1,
+                        "quote_count": 0,
+                    },
+                }
+            ],
+            "includes": {"users": [{"id": "7001", "username": "newcomer", "name": "New"}]},
+        }
+    )
+    with HubServer(Settings(database_url=sqlite_url)) as server:
+        ws_url = server.url.replace("http://", "ws://") + "/ws/chats/qi"
+
+        async def feed() -> None:
+            assert server.hub is not None
+            runtime = await server.hub.runtime("qi")
+            await runtime.emit(SourceBatch("replay", answer))
+            await runtime.published()
+
+        async def scenario() -> tuple[str, str, dict[str, Any]]:
+            page = PageState()
+            async with websockets.connect(ws_url, max_size=2**24) as ws:
+                snapshot = await ws.recv()
+                page.take(json.loads(snapshot))
+                await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(feed(), server.loop)  # type: ignore[arg-type]
+                )
+                update = await ws.recv()
+                return str(snapshot), str(update), page.take(json.loads(update))
+
+        snapshot, update, seen = asyncio.run(scenario())
+        with httpx.Client(base_url=server.url) as http:
+            stats_chat = http.get("/api/chats/qi/stats?window=chat").json()
+            stats_all = http.get("/api/chats/qi/stats?window=all").json()
+    assert [p["id"] for p in seen["posts"]] == ["1640790000000000001"]
+    # The page's figures are the API's, though the update carried a fraction of them.
+    assert seen["figures"] == stats_chat
+    assert seen["figures_all"] == stats_all
+    assert (
+        stats_chat["questions"][1]["answers"]
+        == json.loads(snapshot)["figures"]["questions"][1]["answers"] + 1
+    )
+    assert len(update) * 8 < len(snapshot), (len(update), len(snapshot))

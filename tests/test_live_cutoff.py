@@ -8,7 +8,6 @@ loopback Linux would otherwise buffer megabytes for it before the server's sends
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import socket
 import time
@@ -19,7 +18,7 @@ import pytest
 import websockets
 
 from app.config import Settings
-from tests.helpers import HubServer, make_cli_runner
+from tests.helpers import HubServer, make_cli_runner, recv_json
 
 MESSAGES = 30
 
@@ -58,20 +57,20 @@ def test_a_client_that_stops_reading_is_cut_off_with_1013(server: HubServer) -> 
             ) as stalled,
             websockets.connect(url, compression=None, max_size=None) as reader,
         ):
-            assert json.loads(await stalled.recv())["type"] == "snapshot"
-            assert json.loads(await reader.recv())["type"] == "snapshot"
+            assert (await recv_json(stalled))["type"] == "snapshot"
+            assert (await recv_json(reader))["type"] == "snapshot"
             began = time.monotonic()
             # The stalled client reads nothing more from here on.
             for seq in range(1, MESSAGES + 1):
                 loop.call_soon_threadsafe(publish, seq)
                 await asyncio.sleep(0.1)
-            got = [json.loads(await reader.recv())["seq"] for _ in range(MESSAGES)]
+            got = [(await recv_json(reader))["seq"] for _ in range(MESSAGES)]
             assert time.monotonic() - began < 10  # the stalled client held nobody back
             await asyncio.sleep(2.0)  # past the send timeout
             stalled_got: list[int] = []
             with pytest.raises(websockets.ConnectionClosed):
                 while True:
-                    stalled_got.append(json.loads(await stalled.recv())["seq"])
+                    stalled_got.append((await recv_json(stalled))["seq"])
             return got, stalled_got, stalled.close_code
 
     got, stalled_got, code = asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -21,7 +21,7 @@ import websockets
 from app.config import Settings
 from tests.conftest import FIXTURES
 from tests.fakex import FakeX
-from tests.helpers import CliRunnerFn, HubServer, make_cli_runner
+from tests.helpers import CliRunnerFn, HubServer, make_cli_runner, recv_json
 from tests.test_live import PANEL
 
 QI = FIXTURES / "qi-chat.jsonl"
@@ -78,10 +78,10 @@ async def follow_all(
     seen: list[str] = []
     try:
         async with asyncio.timeout(timeout), websockets.connect(url, max_size=2**24) as ws:
-            message = json.loads(await ws.recv())
+            message = await recv_json(ws)
             seen.extend(p["id"] for p in message["latest"])
             while len(set(seen)) < total:
-                message = json.loads(await ws.recv())
+                message = await recv_json(ws)
                 seen.extend(p["id"] for p in message["posts"])
     except TimeoutError:
         raise AssertionError(
@@ -137,6 +137,7 @@ def run_chat(
 async def _sources(server: HubServer) -> dict[str, Any]:
     assert server.hub is not None
     runtime = await server.hub.runtime("live")
+    await runtime.published()
     return runtime.snapshot()
 
 

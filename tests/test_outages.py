@@ -188,3 +188,20 @@ def test_a_live_search_answered_503_records_the_outage_until_it_runs(
     assert (outage["source"], outage["state"]) == ("x-search", "failing")
     assert "503" in outage["detail"]
     assert outage["ended_at"] is not None and outage["seconds"] > 0
+
+
+def test_mastodon_and_bluesky_outages_are_recorded_apart(database_url: str) -> None:
+    outages = outages_after(
+        database_url,
+        [
+            ("mastodon", "running", "following #LeadingQI on mastodon.social"),
+            ("bluesky", "running", "polling #LeadingQI every 15 s"),
+            ("mastodon", "waiting", "mastodon.social: rate limited; waiting until 18:20"),
+            ("bluesky", "failing", "Bluesky answered 502; retrying in 2 s"),
+            ("bluesky", "running", "polling #LeadingQI every 15 s"),
+        ],
+    )
+    by_source = {outage["source"]: outage for outage in outages}
+    assert set(by_source) == {"mastodon", "bluesky"}
+    assert by_source["mastodon"]["ended_at"] is None  # still waiting
+    assert by_source["bluesky"]["state"] == "failing" and by_source["bluesky"]["ended_at"]

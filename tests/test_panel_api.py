@@ -4,7 +4,6 @@ modes and block lists, and that every action reaches the open pages through the 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from app.config import Settings
 from app.ingest.parse import parse_object
 from app.sources.base import SourceBatch
 from tests.conftest import FIXTURES
-from tests.helpers import HubServer, make_cli_runner
+from tests.helpers import HubServer, make_cli_runner, recv_json
 from tests.test_live import create_chat
 
 ADMIN = "admin-token-for-tests-0123"
@@ -90,7 +89,7 @@ async def next_update(ws: Any, key: str, timeout: float = 5, empty: bool = False
     """The next message that carries `key`, not empty (or empty, with `empty`)."""
     async with asyncio.timeout(timeout):
         while True:
-            message = json.loads(await ws.recv())
+            message = await recv_json(ws)
             if key in message and bool(message[key]) != empty:
                 return dict(message)
 
@@ -105,11 +104,11 @@ def test_actions_reach_every_open_page(server: HubServer) -> None:
             websockets.connect(ws_url, max_size=2**24) as page2,
             httpx.AsyncClient(base_url=server.url) as http,
         ):
-            first = json.loads(await page1.recv())
-            json.loads(await page2.recv())
+            first = await recv_json(page1)
+            await recv_json(page2)
             assert A3_CATH in {p["id"] for p in first["queue"]}
             async with websockets.connect(public_url, max_size=2**24) as viewer:
-                assert "queue" not in json.loads(await viewer.recv())
+                assert "queue" not in await recv_json(viewer)
             helen = (
                 await http.post(
                     "/api/chats/qi/panel-tokens", json={"name": "Helen"}, headers=auth(ADMIN)
@@ -218,7 +217,7 @@ def test_screen_modes_and_block_lists(server: HubServer) -> None:
             websockets.connect(ws_url, max_size=2**24) as page,
             httpx.AsyncClient(base_url=server.url) as http,
         ):
-            json.loads(await page.recv())
+            await recv_json(page)
             assert server.hub is not None and server.loop is not None
             loop = server.loop
 
@@ -300,7 +299,7 @@ def test_a_private_screen_needs_a_token(server: HubServer) -> None:
                 await ws.recv()
             refused = ws.close_code
         async with websockets.connect(f"{ws_url}?token={helen}", max_size=2**24) as ws:
-            return refused, json.loads(await ws.recv())["type"]
+            return refused, (await recv_json(ws))["type"]
 
     assert asyncio.run(scenario()) == (1008, "snapshot")
 

@@ -129,7 +129,7 @@ def test_the_report_of_the_handmade_chat(cli: CliRunnerFn) -> None:
     top = table(soup, "top-tweets")[1:]
     assert [row[0] for row in top] == [str(n) for n in range(1, 11)]
     assert [row[2:4] for row in top[:3]] == [["179", "595"], ["48", "60"], ["36", "88"]]
-    assert top[0][1].startswith("@HelenBevan Q2 Q2: One of the classic models")
+    assert top[0][1].startswith("@HelenBevan X Q2 Q2: One of the classic models")  # X: network
 
     # The poll: 9 + 7 + 25 = 41 votes.
     polls = soup.find(id="polls")
@@ -173,13 +173,15 @@ def test_the_report_of_the_handmade_chat(cli: CliRunnerFn) -> None:
         assert re.search(r"\b\d+ unanswered\b", text_of(soup.find(id=f"q{n}")))
 
     contributors = table(soup, "contributors-table")
-    assert contributors[1][0].startswith("@WarwickBSchool host")
+    assert contributors[1][0].startswith("@WarwickBSchool X host")
     assert contributors[1][1] == "11"  # the host's 11 original tweets in the hour
 
     returning = text_of(soup.find(id="returning").parent)  # type: ignore[union-attr]
     assert "first chat of the series “leadingqi-2023” here: its 58 participants" in returning
     collection = text_of(soup.find(id="collection"))
     assert "343 posts were collected" in collection
+    assert "All were posted on X." in collection  # one network: no table of networks
+    assert soup.find(id="networks") is None
     assert "No source interruption was recorded" in collection
     assert "162 retweets were collected as posts" in collection
     assert "posted while the question was current" in collection

@@ -20,7 +20,7 @@ import pytest
 import websockets
 
 from tests.conftest import FIXTURES
-from tests.helpers import make_cli_runner
+from tests.helpers import make_cli_runner, recv_json
 from tests.test_live import create_chat
 
 QI = FIXTURES / "qi-chat.jsonl"
@@ -152,7 +152,7 @@ async def watch_and_kill(
     killed = False
     hid = False
     async with asyncio.timeout(120), websockets.connect(ws_url, max_size=2**24) as ws:
-        snapshot = json.loads(await ws.recv())
+        snapshot = await recv_json(ws)
         assert snapshot["type"] == "snapshot"
         collected = snapshot["figures_all"]["original_tweets"] + snapshot["figures_all"]["retweets"]
         # The snapshot has the newest 50 posts (less those the next update brings).
@@ -160,7 +160,7 @@ async def watch_and_kill(
         seen.extend(post["id"] for post in snapshot["latest"])
         last = snapshot
         while True:
-            message = json.loads(await ws.recv())
+            message = await recv_json(ws)
             assert message["type"] == "update"
             seen.extend(post["id"] for post in message["posts"])
             last = message

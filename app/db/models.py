@@ -47,7 +47,7 @@ SOURCE_LENGTH = 100  # "x-search", or a network's source on one server ("mastodo
 
 POST_KINDS = ("original", "reply", "quote", "retweet")
 TAG_METHODS = ("prefix", "suffix", "reply", "quote", "window", "manual")
-SOURCES = ("x-search", "x-stream", "none")
+SOURCES = ("x-search", "x-stream", "none")  # a chat's X source (Chat.source)
 
 
 class Base(DeclarativeBase):
@@ -81,7 +81,14 @@ class Chat(Base):
     start_at: Mapped[datetime]
     end_at: Mapped[datetime]
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The X source (x-search, x-stream or none); Mastodon and Bluesky are followed beside it.
     source: Mapped[str] = mapped_column(String(16), default="none")
+    # Host names of the Mastodon servers whose hashtag timelines the chat follows, lower-cased.
+    mastodon_servers: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    # Whether the chat follows Bluesky's search too.
+    bluesky: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
     # The big screen: shown without a credential?, how posts reach it, what never does.

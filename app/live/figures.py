@@ -28,7 +28,9 @@ from typing import Any, Literal
 
 from sortedcontainers import SortedList
 
-from app.stats import TOP_ANSWERS, TOP_TWEETS, post_url
+from app.ingest.parse import post_network
+from app.links import post_url
+from app.stats import TOP_ANSWERS, TOP_TWEETS
 
 Window = Literal["chat", "all"]
 
@@ -65,6 +67,8 @@ class LivePost:
     tag_method: str | None
     handled: bool = False
     hidden: bool = False
+    network: str = ""  # x | mastodon | bluesky ("": read off the id)
+    status_url: str | None = None  # a Mastodon status's own web page (its payload's `url`)
 
 
 # A post's fields in order: copying through these is a few times faster than copy.copy.
@@ -478,8 +482,10 @@ class LiveFigures:
     def _object(self, post_id: str) -> dict[str, Any]:
         """The post as `app.stats.post_object` builds it."""
         post = self._entries[post_id].post
+        network = post.network or post_network(post.id)
         return {
             "id": post.id,
+            "network": network,
             "username": post.username,
             "name": post.name,
             "text": post.text,
@@ -492,7 +498,7 @@ class LiveFigures:
             "replies": post.reply_count,
             "quotes": post.quote_count,
             "impressions": post.impression_count or 0,
-            "url": post_url(post.username, post.id),
+            "url": post_url(network, post.id, post.username, post.status_url),
         }
 
     def _poll_objects(self, tally: _Tally) -> list[dict[str, Any]]:

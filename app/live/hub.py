@@ -1,6 +1,10 @@
 """The live side of a server process: one `ChatRuntime` per chat someone watches or a source
 feeds, the sources' tasks, and the supervisor that follows every chat whose window is open.
 
+A chat's sources, each a task of its own with its own stored position: its X source (x-search or
+x-stream, with the trends and metrics refresh), one "mastodon" source for all its Mastodon
+servers, and a "bluesky" source (app.chats.ChatSources says which it names).
+
 With several processes (PostgreSQL and Redis), every process serves every chat, but only the
 holder of a chat's lease (app/live/lease.py) collects it; the others try for the lease every
 second and the first to get it after the collector dies takes in what the collector stored but
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.chats import ChatSources, get_chat
 from app.config import Settings
 from app.db.models import Chat, TrendSnapshot
 from app.live.lease import LEASE_RETRY, Leases, LocalLeases
@@ -26,6 +32,10 @@ from app.live.pubsub import Broadcast
 from app.live.runtime import ChatRuntime, SourceView
 from app.live.sync import LocalSync, Sync
 from app.sources.base import ChatTarget, SourceBatch, SourceStatus
+from app.sources.bluesky import SOURCE as BLUESKY
+from app.sources.bluesky import BlueskyClient, run_bluesky
+from app.sources.mastodon import SOURCE as MASTODON
+from app.sources.mastodon import MastodonClient, run_mastodon
 from app.sources.replay import Timeline, run_replay
 from app.sources.x_api import XApi, XApiError
 from app.sources.x_refresh import fetch_trends, lookup_posts
@@ -39,6 +49,7 @@ log = logging.getLogger(__name__)
 FOLLOW_BEFORE = timedelta(minutes=15)
 FOLLOW_AFTER = timedelta(hours=1)
 SUPERVISE_EVERY = 30.0
+X_SOURCES = ("x-search", "x-stream")
 
 
 @dataclass
@@ -103,6 +114,7 @@ class LiveHub:
                     sync=self.sync,
                     price_per_post=self.settings.x_price_per_post,
                     lookback=timedelta(hours=self.settings.collect_hours_before),
+                    update_interval=self.settings.update_interval,
                 )
                 await runtime.start()
                 self._runtimes[slug] = runtime
@@ -167,41 +179,106 @@ class LiveHub:
             await asyncio.sleep(SUPERVISE_EVERY)
 
     async def follow(self, slug: str) -> None:
-        """Run the chat's live source, and the trends and metrics refresh, unless running."""
+        """Run the chat's live sources, unless running: its X source (with the trends and
+        metrics refresh), its Mastodon servers (one "mastodon" source) and Bluesky, each on its
+        own; a network that cannot run (no X bearer token) leaves the others running."""
         runtime = await self.runtime(slug)
-        source = str(runtime.info["source"])
-        if source not in ("x-search", "x-stream"):
-            return
-        if not self.settings.x_bearer_token:
-            if runtime.sources.get(source, SourceView()).state != "stopped":
+        sources = await runtime.run_db(functools.partial(self._chat_sources, slug))
+        works: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        if sources.x in X_SOURCES:
+            if self.settings.x_bearer_token:
+                works[sources.x] = functools.partial(self._x_source, runtime, sources.x)
+                works["x-refresh"] = functools.partial(self._x_refresh, runtime)
+            elif runtime.sources.get(sources.x, SourceView()).state != "stopped":
                 runtime.report(
                     SourceStatus(
-                        source, "stopped", "no X bearer token: set TWEETCHAT_X_BEARER_TOKEN"
+                        sources.x, "stopped", "no X bearer token: set TWEETCHAT_X_BEARER_TOKEN"
                     )
                 )
-            return
-        running = self._sources.get((slug, source))
-        if running is not None and not running.done():
-            return  # checked every SUPERVISE_EVERY seconds: nothing to read when all is running
+        if sources.mastodon:
+            works[MASTODON] = functools.partial(self._mastodon, runtime, sources.mastodon)
+        if sources.bluesky:
+            works[BLUESKY] = functools.partial(self._bluesky, runtime)
+        missing = [name for name in works if not self._running(slug, name)]
+        if not missing:
+            return  # checked every SUPERVISE_EVERY seconds: nothing to start when all run
         self._wanted.add(slug)
         if not await self._lease(slug, runtime):
             return  # another process collects it; we try again every LEASE_RETRY seconds
+        for name in missing:
+            self._start_source(slug, name, works[name]())
+
+    def _chat_sources(self, slug: str) -> ChatSources:
+        with self.sessions() as session:
+            return ChatSources.of(get_chat(session, slug))
+
+    def _running(self, slug: str, source: str) -> bool:
+        task = self._sources.get((slug, source))
+        return task is not None and not task.done()
+
+    def _x_source(self, runtime: ChatRuntime, source: str) -> Coroutine[Any, Any, None]:
         api = self._x_api()
         ctx = self.context(runtime, source)
         scale = self.settings.x_backoff_scale
         backoff = Backoff(base=1.0 * scale, cap=60.0 * scale, reset_margin=1.0 * scale)
         if source == "x-search":
-            work = run_search(ctx, api, interval=self.settings.search_interval, backoff=backoff)
-        else:
-            work = run_stream(
-                ctx,
-                api,
-                keepalive_timeout=self.settings.x_stream_keepalive_timeout,
-                backoff_scale=scale,
-                search_backoff=backoff,
+            return run_search(ctx, api, interval=self.settings.search_interval, backoff=backoff)
+        return run_stream(
+            ctx,
+            api,
+            keepalive_timeout=self.settings.x_stream_keepalive_timeout,
+            backoff_scale=scale,
+            search_backoff=backoff,
+        )
+
+    def _x_refresh(self, runtime: ChatRuntime) -> Coroutine[Any, Any, None]:
+        return self._refresh(runtime, self._x_api())
+
+    def _network_backoff(self) -> Backoff:
+        scale = self.settings.network_backoff_scale
+        return Backoff(base=1.0 * scale, cap=60.0 * scale, reset_margin=1.0 * scale)
+
+    async def _mastodon(self, runtime: ChatRuntime, servers: Sequence[str]) -> None:
+        """The chat's Mastodon servers as one source: a server with a user token
+        (TWEETCHAT_MASTODON_TOKEN_<HOST>) is streamed, the others polled."""
+        settings = self.settings
+        clients = [
+            MastodonClient(settings.mastodon_url(host), settings.mastodon_token(host))
+            for host in servers
+        ]
+        try:
+            await run_mastodon(
+                self.context(runtime, MASTODON),
+                clients,
+                interval=settings.search_interval,
+                keepalive_timeout=settings.mastodon_keepalive_timeout,
+                backoff=self._network_backoff(),
             )
-        self._start_source(slug, source, work)
-        self._start_source(slug, "x-refresh", self._refresh(runtime, api))
+        finally:
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def _bluesky(self, runtime: ChatRuntime) -> None:
+        """Bluesky's search: the public AppView, or the PDS with the configured app password
+        when the AppView refuses."""
+        settings = self.settings
+        client = BlueskyClient(
+            settings.bluesky_url,
+            settings.bluesky_pds_url,
+            settings.bluesky_identifier,
+            settings.bluesky_app_password,
+        )
+        try:
+            await run_bluesky(
+                self.context(runtime, BLUESKY),
+                client,
+                interval=settings.search_interval,
+                backoff=self._network_backoff(),
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     def _x_api(self) -> XApi:
         if self._api is None:
@@ -306,16 +383,15 @@ class LiveHub:
                 runtime.report(SourceStatus(key[1], "stopped", f"crashed: {error!r}"))
 
     def open_chats(self, now: datetime) -> list[str]:
-        """Chats with a live source whose follow window is open."""
+        """Chats with a live source (on any network) whose follow window is open."""
         with self.sessions() as session:
             chats = session.scalars(
                 select(Chat).where(
-                    Chat.source != "none",
                     Chat.start_at <= now + FOLLOW_BEFORE,
                     Chat.end_at > now - FOLLOW_AFTER,
                 )
             ).all()
-            return [chat.slug for chat in chats]
+            return [chat.slug for chat in chats if ChatSources.of(chat).live]
 
     async def close(self) -> None:
         for background in (self._supervisor, self._leaser):

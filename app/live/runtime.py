@@ -4,8 +4,9 @@ counts each batch, and the coalesced updates it publishes.
 Path of a post: source → `emit` (bounded queue; a source waits when it is full) → worker: store
 the batch, tag it incrementally and save the sources' positions in one transaction (in a thread,
 the database driver is blocking) → after the commit, update the live figures → the flusher
-publishes at most `UPDATES_PER_SECOND` updates a second, each carrying every post collected since
-the previous one and the changed figures.
+publishes an update at once, or `update_interval` after the previous one when changes come
+faster, each carrying every post collected since the previous one and a patch of the figures
+that changed (`app.live.delta`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chats import get_chat
@@ -31,6 +32,8 @@ from app.ingest.parse import Parsed, PostRecord, account_network, id_order, post
 from app.ingest.store import save_tags, store_parsed
 from app.ingest.tagger import Tag, Tagger, TagInput
 from app.ingest.tagging import load_tagger, record_question_posts, retag_chat, tag_inputs
+from app.links import status_url_of
+from app.live.delta import diff_state
 from app.live.figures import LiveFigures, LivePost, PollState
 from app.live.pubsub import Broadcast
 from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
@@ -45,7 +48,8 @@ T = TypeVar("T")
 
 QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
 MAX_MERGE = 50  # batches written in one transaction when they queue up
-UPDATES_PER_SECOND = 4
+UPDATE_INTERVAL = 0.1  # least seconds between two updates (TWEETCHAT_UPDATE_INTERVAL)
+FLUSH_TICK = 0.01  # how often the flusher looks for changes
 LATEST = 50
 # What a page shows of an unanswered post that can change while it waits.
 QUEUE_SHOWN = ("claimed_by", "hidden", "pinned", "approved", "on_screen", "held", "question")
@@ -94,6 +98,7 @@ class ChatRuntime:
     sync: Sync = field(default_factory=LocalSync)
     price_per_post: float = 0.005
     lookback: timedelta = timedelta(hours=72)
+    update_interval: float = UPDATE_INTERVAL
     chat_id: int = 0
     target: ChatTarget | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +120,9 @@ class ChatRuntime:
     _received_at: dict[str, float] = field(default_factory=dict)
     _pending_tags: dict[str, Tag] = field(default_factory=dict)
     _pending_change: bool = False
+    # The figures as of the last update (`seq`): updates carry patches against it, and a
+    # snapshot shows it (with the posts of the updates sent so far), so the two always agree.
+    _sent_state: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: asyncio.Future[WriteResult] | None = None
@@ -138,6 +146,7 @@ class ChatRuntime:
         # load (applying a change twice is harmless), so none falls between the two.
         await self.sync.subscribe(self.slug, self._heard)
         await asyncio.get_running_loop().run_in_executor(self._db, self._load)
+        self._sent_state = self._state()
         self._idle.set()
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"ingest:{self.slug}"),
@@ -287,6 +296,13 @@ class ChatRuntime:
     async def drained(self) -> None:
         """Wait until every batch emitted so far is stored and counted."""
         while not (self._queue.empty() and self._idle.is_set()):
+            await asyncio.sleep(0.01)
+
+    async def published(self) -> None:
+        """Wait until every batch emitted so far is stored, counted and sent to the pages (a
+        snapshot shows the figures as of the last update)."""
+        await self.drained()
+        while self._pending_change or self.screen.wall_add or self.screen.wall_remove:
             await asyncio.sleep(0.01)
 
     # -- ingest -----------------------------------------------------------------------------
@@ -442,11 +458,19 @@ class ChatRuntime:
     # -- updates ----------------------------------------------------------------------------
 
     async def _flusher(self) -> None:
+        # Leading edge: a change after a quiet spell goes out within a tick; while changes keep
+        # coming, one update every `update_interval` carries all of them.
+        loop = asyncio.get_running_loop()
+        last = -self.update_interval
         while True:
-            await asyncio.sleep(1 / UPDATES_PER_SECOND)
+            await asyncio.sleep(FLUSH_TICK)
             if self.screen.held:
                 self.screen.release_due(time.monotonic())
-            if self._pending_change or self.screen.wall_add or self.screen.wall_remove:
+            if not (self._pending_change or self.screen.wall_add or self.screen.wall_remove):
+                continue
+            now = loop.time()
+            if now - last >= self.update_interval:
+                last = now
                 self.flush()
 
     def flush(self) -> None:
@@ -462,8 +486,10 @@ class ChatRuntime:
                 {"id": pid, "question": tag.question, "tag_method": tag.method}
                 for pid, tag in tags.items()
             ],
-            **self._state(),
         }
+        state = self._state()
+        message["state"] = diff_state(self._sent_state, state)
+        self._sent_state = state
         if added or removed:
             message["wall_add"] = self._posts(added)
             message["wall_remove"] = removed
@@ -691,7 +717,7 @@ class ChatRuntime:
             "seq": self.seq,
             "chat": self.info,
             "latest": self._latest_sent(),
-            **self._state(),
+            **self._sent_state,
             "screen": self.screen.settings.as_dict(),
             # Hidden posts still count, so they can stand in the figures' top lists: the
             # screen leaves these out.
@@ -974,6 +1000,8 @@ def _live_post(
         impression_count=impressions,
         question=tag.question if tag else None,
         tag_method=tag.method if tag else None,
+        network=record.network,
+        status_url=status_url_of(record.network, record.raw),
     )
 
 
@@ -1003,6 +1031,10 @@ def _live_posts(session: Session, chat_id: int, ids: list[str] | None = None) ->
             ChatPost.tag_method,
             ChatPost.handled,
             ChatPost.hidden,
+            Post.network,
+            # A Mastodon status's own page, read out of its payload (only theirs: an X post's
+            # payload is not parsed for it).
+            case((Post.network == "mastodon", Post.raw["url"].as_string()), else_=None),
         )
         .select_from(ChatPost)
         .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
@@ -1043,6 +1075,8 @@ def _live_posts_of(session: Session, query: Any) -> Iterable[LivePost]:
         tag_method,
         handled,
         hidden,
+        network,
+        status_url,
     ) in session.execute(query.execution_options(yield_per=2000)):
         yield LivePost(
             id=post_id,
@@ -1065,6 +1099,8 @@ def _live_posts_of(session: Session, query: Any) -> Iterable[LivePost]:
             tag_method=tag_method,
             handled=handled,
             hidden=hidden,
+            network=network,
+            status_url=status_url,
         )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Chat, ChatPost, Post, Series, SourceState, TrendSnapshot
+from app.links import NETWORKS
 from app.outages import chat_outages
 from app.report.words import Ranked, rank_words
 from app.stats import (
@@ -108,6 +109,7 @@ def _frame(session: Session, chat: Chat) -> pd.DataFrame:
         rows.append(obj)
     columns = [
         "id",
+        "network",
         "username",
         "name",
         "text",
@@ -426,6 +428,7 @@ def _contributors(frame: pd.DataFrame, chat: Chat) -> list[dict[str, Any]]:
         out.append(
             {
                 "author_id": author_id,
+                "network": str(posts["network"].iloc[0]),
                 "username": username,
                 "name": str(posts["name"].iloc[0]),
                 "role": roles.get(username.lower(), ""),
@@ -531,10 +534,32 @@ def _collection(
         "retweets_by_metrics": metric_total,
         "originals_from_metrics": from_metrics,
         "tag_methods": methods,
+        "networks": _networks(frame),
         "quiet": _quiet_stretches(minutely),
         "posts_read": sum(s.posts_read for s in states),
         "requests": sum(s.requests for s in states),
     }
+
+
+def _networks(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The collected posts per network (X, Mastodon, Bluesky), with their participants."""
+    if not len(frame):
+        return []
+    seen = set(frame["network"])
+    out = []
+    for network in [n for n in NETWORKS if n in seen] + sorted(seen - set(NETWORKS)):
+        posts = frame[frame["network"] == network]
+        retweets = int((posts["kind"] == "retweet").sum())
+        out.append(
+            {
+                "network": network,
+                "posts": len(posts),
+                "original_tweets": len(posts) - retweets,
+                "retweets": retweets,
+                "participants": int(posts["author_id"].nunique()),
+            }
+        )
+    return out
 
 
 def build_chat_report(session: Session, chat: Chat) -> ChatReport:

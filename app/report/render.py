@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.orm import Session
 
 from app.db.models import Chat, Series
+from app.links import NETWORK_NAMES
 from app.report import charts
 from app.report.data import (
     ChatReport,
@@ -40,6 +41,7 @@ def _environment() -> Environment:
     env.filters["pct"] = _pct
     env.filters["share"] = lambda votes, total: f"{100 * votes / total:.1f}" if total else "0.0"
     env.filters["duration"] = _duration
+    env.filters["network"] = lambda network: NETWORK_NAMES.get(network, network)
     env.globals["csp"] = CSP
     return env
 

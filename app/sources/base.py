@@ -15,7 +15,12 @@ from typing import Any, Literal, Protocol
 
 from app.ingest.parse import Parsed
 
-SourceName = Literal["x-search", "x-stream", "replay", "x-trends", "x-lookup"]
+# The names sources report under (and keep their positions by): the X sources, the Mastodon
+# source (every server of the chat: app.sources.mastodon.SOURCE), the Bluesky source
+# (app.sources.bluesky.SOURCE), a replay, and the X refreshes of trends and metrics.
+SourceName = Literal[
+    "x-search", "x-stream", "mastodon", "bluesky", "replay", "x-refresh", "x-trends", "x-lookup"
+]
 State = Literal["starting", "running", "waiting", "failing", "stopped"]
 
 

@@ -39,6 +39,7 @@ import anyio
 import anyio.abc
 import httpx
 
+from app import jsonio
 from app.sources.base import SourceContext, SourceStatus, State
 
 T = TypeVar("T")
@@ -184,7 +185,7 @@ class ApiDialect:
         """The error a non-2xx response stands for (its body must have been read)."""
         status = response.status_code
         try:
-            body: Any = response.json()
+            body: Any = jsonio.loads(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = response.text[:500] if response.content else None
         reason = self.reason(body) or response.reason_phrase or "no reason given"
@@ -268,7 +269,7 @@ class ApiClient:
         """The JSON of a 2xx answer (ServerError if it is not JSON), and the answer."""
         response = await self._send(method, url, endpoint=endpoint, **kwargs)
         try:
-            return response.json(), response
+            return jsonio.loads(response.content), response
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise self.dialect.unreadable(endpoint, response, "a body that is not JSON") from exc
 

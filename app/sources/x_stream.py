@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 
+from app import jsonio
 from app.ingest.parse import Parsed, PayloadError, parse_object
 from app.sources.base import SourceBatch, SourceContext, State
 from app.sources.x_api import (
@@ -157,7 +158,7 @@ async def run_stream(
     async def handle(line: str, rule: RulesSync | None) -> None:
         nonlocal newest
         try:
-            message = json.loads(line)
+            message = jsonio.loads(line)
             if not isinstance(message, dict):
                 raise PayloadError("a stream message is not a JSON object")
             problem = _stream_problem(message)

@@ -72,10 +72,60 @@ export function clear(node) {
   return node;
 }
 
-/** A post's page on X, built from its id and a validated username, never from the data's url. */
-export function postUrl(post) {
+// The networks a post can come from, and how the pages name them.
+export const NETWORKS = { x: "X", mastodon: "Mastodon", bluesky: "Bluesky" };
+
+/** A post's network: the server's `network`, else read off its id as the server does (digits:
+ * X, an https:// uri: Mastodon, an at:// uri: Bluesky). */
+export function postNetwork(post) {
+  const network = String(post?.network ?? "");
+  if (Object.hasOwn(NETWORKS, network)) return network;
   const id = String(post?.id ?? "");
-  if (!POST_ID_RE.test(id)) return null;
+  if (id.startsWith("at://")) return "bluesky";
+  if (/^https?:\/\//.test(id)) return "mastodon";
+  return POST_ID_RE.test(id) ? "x" : "";
+}
+
+export function networkName(network) {
+  return Object.hasOwn(NETWORKS, network) ? NETWORKS[network] : "";
+}
+
+/** A small badge naming the post's network in words (the colour only repeats it). */
+export function networkBadge(post) {
+  const network = postNetwork(post);
+  if (!network) return null;
+  return el("span", {
+    className: `network network--${network}`,
+    text: NETWORKS[network],
+    title: `Posted on ${NETWORKS[network]}`,
+    dataset: { network },
+  });
+}
+
+/** `value` when it is an absolute http(s) URL, else null: nothing else may become a link. */
+export function webUrl(value) {
+  if (typeof value !== "string" || !value || value.length > 2048 || /[\s"'<>\\`]/.test(value)) return null;
+  let url;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  if ((url.protocol !== "https:" && url.protocol !== "http:") || !url.hostname) return null;
+  if (url.username || url.password) return null;
+  return url.href;
+}
+
+/**
+ * A post's page on its own site: the server's `url` (X, the Mastodon status's page, bsky.app)
+ * when it is an http(s) URL; else, for an X post, one built from its id (digits only) and a
+ * validated username.
+ */
+export function postUrl(post) {
+  const given = webUrl(post?.url);
+  if (given) return given;
+  const id = String(post?.id ?? "");
+  if (postNetwork(post) !== "x" || !POST_ID_RE.test(id)) return null;
   const user = String(post?.username ?? "");
   return USERNAME_RE.test(user)
     ? `https://x.com/${user}/status/${id}`
@@ -86,13 +136,14 @@ export function validUsername(name) {
   return USERNAME_RE.test(String(name ?? ""));
 }
 
-/** A link that opens a post on X in a new tab, or null when the id is not a post id. */
-export function postLink(post, label = "open on X") {
+/** A link that opens a post on its own site in a new tab, or null when there is none. */
+export function postLink(post, label) {
   const href = postUrl(post);
   if (!href) return null;
+  const name = networkName(postNetwork(post));
   return el("a", {
     className: "post__link",
-    text: label,
+    text: label || (name ? `open on ${name}` : "open the post"),
     attrs: { href, target: "_blank", rel: "noopener noreferrer" },
   });
 }
@@ -230,6 +281,41 @@ export const chatApi = (slug) => `/api/chats/${encodeURIComponent(slug)}`;
 
 // ---- the live connection --------------------------------------------------------------------
 
+// What an update patches rather than resends (app/live/runtime.py `_state`).
+const STATE_KEYS = [
+  "figures",
+  "figures_all",
+  "per_minute",
+  "current_question",
+  "sources",
+  "spend",
+  "trends_note",
+];
+
+/**
+ * `old` with a patch of app/live/delta.py applied: `{"=": value}` replaces, `{"{}": {key: patch}}`
+ * patches an object's keys, `{"[]": {index: patch}}` a list's items. Neither is modified.
+ */
+export function applyPatch(old, patch) {
+  if (!patch || typeof patch !== "object") throw new Error("not a patch");
+  if ("=" in patch) return patch["="];
+  if ("{}" in patch) {
+    if (!old || typeof old !== "object" || Array.isArray(old)) throw new Error("not an object");
+    const merged = { ...old };
+    for (const [key, part] of Object.entries(patch["{}"])) merged[key] = applyPatch(old[key], part);
+    return merged;
+  }
+  if ("[]" in patch) {
+    if (!Array.isArray(old)) throw new Error("not a list");
+    const items = [...old];
+    for (const [index, part] of Object.entries(patch["[]"])) {
+      items[Number(index)] = applyPatch(old[Number(index)], part);
+    }
+    return items;
+  }
+  throw new Error("not a patch");
+}
+
 /**
  * The chat's WebSocket: applies the snapshot, then each update in order. A gap in `seq`, a close
  * or a silent socket means reconnecting (0.5 s doubling to 10 s) and starting again from a fresh
@@ -244,6 +330,7 @@ export class LiveConnection {
     this.onState = onState || (() => {});
     this.socket = null;
     this.seq = null;
+    this.figureState = {};
     this.attempt = 0;
     this.state = null;
     this.closeInfo = null;
@@ -324,6 +411,9 @@ export class LiveConnection {
     if (!message || typeof message !== "object") return;
     if (message.type === "snapshot") {
       this.seq = Number(message.seq);
+      this.figureState = Object.fromEntries(
+        STATE_KEYS.filter((key) => key in message).map((key) => [key, message[key]]),
+      );
       this.attempt = 0;
       this.closeInfo = null;
       this.onSnapshot(message);
@@ -339,6 +429,18 @@ export class LiveConnection {
       return;
     }
     this.seq = seq;
+    // The figures come as patches of what the last message had (app/live/delta.py): the pages
+    // see each changed key whole, as in the snapshot.
+    try {
+      for (const [key, patch] of Object.entries(message.state || {})) {
+        this.figureState[key] = applyPatch(this.figureState[key], patch);
+        message[key] = this.figureState[key];
+      }
+    } catch {
+      this.restart("could not apply an update");
+      return;
+    }
+    delete message.state;
     this.onUpdate(message);
   }
 

@@ -4,6 +4,7 @@
 import {
   ApiError,
   LiveConnection,
+  NETWORKS,
   api,
   avatar,
   chatApi,
@@ -13,8 +14,10 @@ import {
   formatNumber,
   localTime,
   localTimeSeconds,
+  networkBadge,
   parseTime,
   postLink,
+  postNetwork,
   slugFromPath,
   storeToken,
   storedToken,
@@ -46,6 +49,7 @@ const SEL = {
   approvalTab: "#tab-approval",
   approvalCount: "#approval-count",
   queueFilters: "#queue-filters",
+  networkFilters: "#network-filters",
   queueList: "#queue-list",
   queueEmpty: "#queue-empty",
   approvalList: "#approval-list",
@@ -54,6 +58,7 @@ const SEL = {
   searchQ: "#search-q",
   searchAuthor: "#search-author",
   searchQuestion: "#search-question",
+  searchNetwork: "#search-network",
   searchSummary: "#search-summary",
   searchList: "#search-list",
   currentQuestion: "#current-question",
@@ -103,6 +108,7 @@ const state = {
   screen: null,
   queue: new Map(), // id → panel post
   filter: "all",
+  network: "all", // the queue's network filter: "all" or a key of NETWORKS
   tab: "queue",
   wall: new Set(), // ids on the big screen now
   recent: new Map(), // id → post, recently collected (for the approval list)
@@ -352,6 +358,7 @@ function postItem(raw, actions) {
     avatar(post),
     el("span", { className: "post__name", text: post.name || post.username || "" }),
     post.username ? el("span", { className: "post__user", text: `@${post.username}` }) : null,
+    networkBadge(post),
     el("span", {
       className: has ? "badge post__question" : "badge badge--none post__question",
       text: has ? `Q${post.question}` : "no question",
@@ -420,16 +427,48 @@ function renderFilters(posts) {
   place(box, nodes);
 }
 
+function renderNetworkFilters(posts) {
+  const box = $(SEL.networkFilters);
+  const counts = new Map();
+  for (const post of posts) {
+    const network = postNetwork(post);
+    counts.set(network, (counts.get(network) || 0) + 1);
+  }
+  const networks = Object.keys(NETWORKS).filter((n) => counts.has(n) || n === state.network);
+  // One network and no filter chosen: nothing to choose between.
+  box.hidden = networks.length < 2 && state.network === "all";
+  const choices = [["all", "All networks", posts.length], ...networks.map((n) => [n, NETWORKS[n], counts.get(n) || 0])];
+  const existing = new Map([...box.children].map((node) => [node.dataset.network, node]));
+  const nodes = choices.map(([value, label, count]) => {
+    const node = existing.get(value) || el("button", {
+      className: "filter",
+      attrs: { type: "button" },
+      dataset: { network: value },
+    }, [el("span", { className: "filter__label" }), el("span", { className: "filter__count num" })]);
+    node.querySelector(".filter__label").textContent = label;
+    node.querySelector(".filter__count").textContent = String(count);
+    node.setAttribute("aria-pressed", state.network === value ? "true" : "false");
+    return node;
+  });
+  place(box, nodes);
+}
+
 function renderQueue() {
   const all = [...state.queue.values()].filter((p) => !p.handled).sort(newestFirst);
-  renderFilters(all);
-  const shown = state.filter === "all" ? all : all.filter((p) => String(p.question) === state.filter);
+  renderNetworkFilters(all);
+  const ofNetwork = state.network === "all" ? all : all.filter((p) => postNetwork(p) === state.network);
+  renderFilters(ofNetwork);
+  const shown = state.filter === "all" ? ofNetwork : ofNetwork.filter((p) => String(p.question) === state.filter);
   $(SEL.queueCount).textContent = String(all.length);
   reconcile($(SEL.queueList), shown, QUEUE_ACTIONS);
   const empty = $(SEL.queueEmpty);
   empty.hidden = shown.length > 0;
+  const where = [
+    state.filter === "all" ? "" : `Q${state.filter}`,
+    state.network === "all" ? "" : NETWORKS[state.network] || state.network,
+  ].filter(Boolean).join(" on ");
   empty.textContent = all.length
-    ? `Nothing waiting for Q${state.filter}.`
+    ? `Nothing waiting for ${where}.`
     : "Nothing waiting: every answer has a reply from the panel.";
 }
 
@@ -441,7 +480,7 @@ const SEARCH_ACTIONS = ["hide", "pin", "retag"];
 function signature(post, actions) {
   const p = flagsOf(post);
   return JSON.stringify([
-    p.id, p.text, p.name, p.username, p.question, p.kind, p.created_at, p.claimed_by, p.hidden, p.pinned,
+    p.id, p.network, p.url, p.text, p.name, p.username, p.question, p.kind, p.created_at, p.claimed_by, p.hidden, p.pinned,
     p.manual, p.held, state.wall.has(String(p.id)), state.me?.name, state.me?.role, questionNumbers(), actions,
   ]);
 }
@@ -492,9 +531,11 @@ async function runSearch(event) {
   const q = $(SEL.searchQ).value.trim();
   const author = $(SEL.searchAuthor).value.trim();
   const question = $(SEL.searchQuestion).value;
+  const network = $(SEL.searchNetwork).value;
   if (q) params.set("q", q);
   if (author) params.set("author", author);
   if (question !== "") params.set("question", question);
+  if (network !== "") params.set("network", network);
   params.set("limit", String(SEARCH_LIMIT));
   $(SEL.searchSummary).textContent = "Searching…";
   try {
@@ -888,6 +929,12 @@ function bindEvents() {
     const target = event.target.closest("[data-filter]");
     if (!target) return;
     state.filter = target.dataset.filter;
+    renderQueue();
+  });
+  $(SEL.networkFilters).addEventListener("click", (event) => {
+    const target = event.target.closest("[data-network]");
+    if (!target) return;
+    state.network = target.dataset.network;
     renderQueue();
   });
   for (const list of document.querySelectorAll(SEL.lists)) {

@@ -18,9 +18,15 @@ from app.chats import get_series, list_chats
 from app.db.models import Account, ChatPost, Post
 from app.errors import NotFound
 from app.export import FORMATS, MEDIA_TYPES, chat_info, export_chat
+from app.links import NETWORKS
 from app.stats import Window, answers_filter, chat_stats, post_object, posts_query, unanswered_query
 
 router = APIRouter(prefix="/api")
+
+NetworkParam = Annotated[
+    str | None,
+    Query(pattern=f"^({'|'.join(NETWORKS)})$", description="Only the posts of this network"),
+]
 
 
 @router.get("/chats")
@@ -45,7 +51,8 @@ def posts(
     question: Annotated[int | None, Query(ge=0, description="0: posts with no question")] = None,
     kind: Annotated[str | None, Query(pattern="^(original|reply|quote|retweet)$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text contains")] = None,
-    author: Annotated[str | None, Query(max_length=50)] = None,
+    author: Annotated[str | None, Query(max_length=320)] = None,
+    network: NetworkParam = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -58,6 +65,8 @@ def posts(
         where.append(ChatPost.question == question)
     if kind:
         where.append(ChatPost.kind == kind)
+    if network:
+        where.append(ChatPost.network == network)
     if q:
         where.append(func.lower(Post.text).contains(q.lower(), autoescape=True))
     if author:
@@ -89,12 +98,15 @@ def unanswered(
     chat: ChatDep,
     session: SessionDep,
     question: Annotated[int | None, Query(ge=1)] = None,
+    network: NetworkParam = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Answers nobody on the panel has replied to yet, newest first (PRODUCT.md)."""
     where = ChatPost.chat_id == chat.id
     if question is not None:
         where = and_(where, ChatPost.question == question)
+    if network:
+        where = and_(where, ChatPost.network == network)
     answers, staff = answers_filter(session, chat, where)
     query, _ = posts_query(chat)
     rows = session.execute(

@@ -49,13 +49,13 @@ def me(who: PanelUser) -> dict[str, str]:
     return {"name": who.name, "role": who.role}
 
 
-@router.post("/posts/{post_id}/claim")
+@router.post("/posts/{post_id:path}/claim")
 async def claim_post(post_id: str, chat: ChatDep, who: PanelUser, hub: HubDep) -> dict[str, Any]:
     runtime = await hub.runtime(chat.slug)
     return await runtime.post_action(post_id, lambda s, c: claim(s, c, post_id, who))
 
 
-@router.delete("/posts/{post_id}/claim")
+@router.delete("/posts/{post_id:path}/claim")
 async def release_post(post_id: str, chat: ChatDep, who: PanelUser, hub: HubDep) -> dict[str, Any]:
     runtime = await hub.runtime(chat.slug)
     return await runtime.post_action(post_id, lambda s, c: release(s, c, post_id, who))
@@ -76,14 +76,14 @@ def _flag_route(flag: str) -> None:
         return await runtime.post_action(post_id, lambda s, c: set_flag(s, c, post_id, flag, value))
 
     set_post_flag.__name__ = f"set_{flag}"
-    router.put(f"/posts/{{post_id}}/{flag}", name=f"set_{flag}")(set_post_flag)
+    router.put(f"/posts/{{post_id:path}}/{flag}", name=f"set_{flag}")(set_post_flag)
 
 
 for _flag in ("handled", "hidden", "pinned", "approved"):
     _flag_route(_flag)
 
 
-@router.put("/posts/{post_id}/question")
+@router.put("/posts/{post_id:path}/question")
 async def tag_post(
     post_id: str, body: QuestionBody, chat: ChatDep, _who: PanelUser, hub: HubDep
 ) -> dict[str, Any]:
@@ -91,7 +91,7 @@ async def tag_post(
     return await runtime.tag_action(post_id, body.question, manual=True)
 
 
-@router.delete("/posts/{post_id}/question")
+@router.delete("/posts/{post_id:path}/question")
 async def untag_post(post_id: str, chat: ChatDep, _who: PanelUser, hub: HubDep) -> dict[str, Any]:
     runtime = await hub.runtime(chat.slug)
     return await runtime.tag_action(post_id, None, manual=False)
