@@ -281,13 +281,28 @@ def chat_show(slug: Annotated[str, typer.Argument(help="The chat's slug.")]) -> 
 def import_(
     slug: Annotated[str, typer.Argument(help="The chat to import into.")],
     files: Annotated[list[Path], typer.Argument(help="Archive files (.jsonl, .json, .gz).")],
+    mastodon_server: Annotated[
+        str | None,
+        typer.Option(
+            "--mastodon-server",
+            metavar="HOST",
+            help="The Mastodon server the statuses were read from (mastodon.social): the domain "
+            "of its local accounts' handles. Without it, each local account's profile URL "
+            "tells it.",
+        ),
+    ] = None,
 ) -> None:
-    """Import X API v2 archives: response pages, twarc2 JSONL, stream messages, single tweets.
+    """Import archives of X, Mastodon and Bluesky posts, in any mix.
 
-    Example: tweetchat import leadingqi-2023-03 tweets.jsonl
+    Files: one JSON object a line, or one JSON document (or a list of them); .gz too.
+    X: API v2 response pages, twarc2 JSONL, stream messages, single tweets.
+    Mastodon: Status entities, or lists of them (a tag timeline page).
+    Bluesky: post views, or searchPosts answers ({"posts": [...]}).
 
-    Importing the same file twice changes nothing. Bad lines are reported with their file and
-    line number and skipped.
+    Example: tweetchat import leadingqi-2023-03 tweets.jsonl statuses.json bsky.json
+
+    Every post of a file is collected for the chat; importing a file twice adds nothing.
+    Bad lines (and bad posts in them) are reported with file and line, and skipped.
     """
 
     def action() -> ImportReport:
@@ -310,7 +325,13 @@ def import_(
                 progress.update(task, completed=sum(done.values()), description=Path(name).name)
 
             with database() as sessions:
-                return import_files(sessions, slug=slug, paths=files, on_progress=on_progress)
+                return import_files(
+                    sessions,
+                    slug=slug,
+                    paths=files,
+                    on_progress=on_progress,
+                    mastodon_server=mastodon_server,
+                )
 
     report = run(action)
     console = _console()
@@ -325,6 +346,13 @@ def import_(
         f"{len(report.errors)} bad line(s) skipped.",
         soft_wrap=True,
     )
+    if report.unlinked:
+        console.print(
+            f"{report.unlinked} Mastodon reply(ies) or quote(s) point at a status in none of the "
+            "files (Mastodon names it by the server's own id): stored without their parent; "
+            "import the parents' statuses in the same run to link them.",
+            soft_wrap=True,
+        )
     if report.newly_collected == 0 and report.posts_in_data == 0:
         fail("the files hold no posts to import")
 

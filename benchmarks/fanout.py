@@ -762,11 +762,9 @@ async def wait_for_end(recorder: Reader, config: RunConfig, began: float) -> tup
 
 
 def replay_stopped(kept: list[tuple[float, bytes]]) -> bool:
-    """Whether the last message says the replay source stopped (whole or as a patch)."""
-    if not kept:
-        return False
-    last = kept[-1][1]
-    return b'"state":"stopped"' in last or b'"state":{"=":"stopped"}' in last
+    """Whether a message said the replay source stopped (in a snapshot, or in an update's
+    patch of the sources: updates carry only what changed, so look at every message)."""
+    return any(b'"state":"stopped"' in raw or b'{"=":"stopped"}' in raw for _, raw in kept)
 
 
 def decode_updates(kept: list[tuple[float, bytes]]) -> list[dict[str, Any]]:
