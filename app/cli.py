@@ -547,6 +547,14 @@ def replay(
     ] = 5.0,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    mastodon_server: Annotated[
+        str | None,
+        typer.Option(
+            "--mastodon-server",
+            metavar="HOST",
+            help="As for `tweetchat import`: the Mastodon server the statuses were read from.",
+        ),
+    ] = None,
 ) -> None:
     """Play an archive into a chat as if live, and serve it while it plays.
 
@@ -561,7 +569,7 @@ def replay(
         settings = Settings()
         with database() as sessions, sessions() as session:
             get_chat(session, slug)
-        return settings, load_timeline(file)
+        return settings, load_timeline(file, mastodon_server=mastodon_server)
 
     settings, timeline = run(action)
     for error in timeline.errors[:MAX_ERRORS_SHOWN]:

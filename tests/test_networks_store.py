@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -16,6 +17,7 @@ from app.ingest.parse import Parsed, account_network, id_order, post_network
 from app.ingest.store import store_parsed
 from app.sources.bluesky import parse_post_view
 from app.sources.mastodon import parse_statuses
+from app.sources.replay import load_timeline
 from app.stats import chat_stats
 from tests.conftest import FIXTURES
 
@@ -102,3 +104,24 @@ def test_three_networks_share_a_chat(database_url: str) -> None:
         )
         assert likes == grown.like_count
     engine.dispose()
+
+
+def test_a_replay_plays_mastodon_and_bluesky_archives_in_time_order(tmp_path: Path) -> None:
+    statuses = json.loads((FIXTURES / "mastodon" / "qi-chat.json").read_text())
+    answer = json.loads((FIXTURES / "bluesky" / "searchPosts_leadingqi.json").read_text())
+    archive = tmp_path / "mixed.jsonl"
+    archive.write_text(
+        "\n".join(json.dumps(item) for item in [*statuses, answer, {"not": "a post"}]) + "\n"
+    )
+    timeline = load_timeline(archive, mastodon_server="mastodon.social")
+    networks = {post_network(post.id) for post in timeline.posts}
+    assert networks == {"mastodon", "bluesky"}
+    assert len(timeline.posts) == len({p.id for p in timeline.posts})
+    times = [post.created_at for post in timeline.posts]
+    assert times == sorted(times)
+    # Mastodon replies found their parents, though the timeline is newest first (but for the one
+    # whose parent was deleted).
+    replies = [p for p in timeline.posts if p.kind == "reply" and p.network == "mastodon"]
+    linked = [p for p in replies if p.in_reply_to_id]
+    assert len(replies) >= 4 and len(linked) == len(replies) - 1
+    assert [error.line for error in timeline.errors] == [len(statuses) + 2]

@@ -24,8 +24,8 @@ from app.ingest.parse import (
     PostRecord,
     UserRecord,
     id_order,
-    parse_object,
 )
+from app.ingest.payloads import PayloadReader
 from app.sources.base import SourceBatch, SourceContext, SourceStatus
 from app.stats import iso_time
 
@@ -59,25 +59,37 @@ class Timeline:
         return parsed
 
 
-def load_timeline(path: Path) -> Timeline:
+def load_timeline(path: Path, *, mastodon_server: str | None = None) -> Timeline:
+    """The posts of an archive in time order, of any network `tweetchat import` reads (X pages
+    and tweets, Mastodon statuses, Bluesky posts; `mastodon_server` as for the import)."""
     errors: list[LineError] = []
     collected: dict[str, PostRecord] = {}
     context: dict[str, PostRecord] = {}
     users: dict[str, UserRecord] = {}
     polls: dict[str, PollRecord] = {}
-    for entry in read_archive(path, errors.append):
-        try:
-            parsed = parse_object(entry.obj)
-        except PayloadError as exc:
-            errors.append(LineError(str(path), entry.line, str(exc)))
-            continue
-        errors.extend(LineError(str(path), entry.line, p) for p in parsed.problems)
+    reader = PayloadReader(mastodon_server=mastodon_server)
+
+    def take(parsed: Parsed) -> None:
         for record in parsed.collected:
             collected.setdefault(record.id, record)
         for record in parsed.context:
             context.setdefault(record.id, record)
         users.update({user.id: user for user in parsed.users})
         polls.update({poll.id: poll for poll in parsed.polls})
+
+    for entry in read_archive(path, errors.append):
+        try:
+            parsed = reader.read(entry.obj)
+        except PayloadError as exc:
+            errors.append(LineError(str(path), entry.line, str(exc)))
+            continue
+        errors.extend(LineError(str(path), entry.line, p) for p in parsed.problems)
+        take(parsed)
+    # Mastodon replies whose parent came later in the file (a tag timeline is newest first).
+    waited = reader.finish()
+    for record in waited.collected:
+        collected[record.id] = record
+    take(Parsed(context=waited.context, users=waited.users, polls=waited.polls))
     if not collected:
         raise ArchiveError(f"{path}: holds no posts to replay")
     for post_id in collected:
