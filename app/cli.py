@@ -58,6 +58,11 @@ chat_app = typer.Typer(help="Create and list chats.", no_args_is_help=True)
 app.add_typer(chat_app, name="chat")
 series_app = typer.Typer(help="Report on a series of chats.", no_args_is_help=True)
 app.add_typer(series_app, name="series")
+people_app = typer.Typer(
+    help="Link a person's accounts across networks: they count once, cross-posts show once.",
+    no_args_is_help=True,
+)
+app.add_typer(people_app, name="people")
 
 T = TypeVar("T")
 MAX_ERRORS_SHOWN = 20
@@ -648,6 +653,96 @@ def demo(
     )
     # Quiet server logs: the demo's output ends with the URL to open.
     _run_server(Settings(database_url=url), host, port, start, log_level="warning")
+
+
+AccountsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Accounts: x:HelenBevan or @HelenBevan (X), helen@mastodon.social (Mastodon), "
+        "helen.bsky.social (Bluesky), or NETWORK:ID.",
+        show_default=False,
+    ),
+]
+
+
+def _print_person(person: dict[str, Any] | None) -> None:
+    if person is None:
+        return
+    accounts = ", ".join(a["label"] for a in person["accounts"])
+    _console().print(f"{escape(person['person'])}: {escape(accounts)}", soft_wrap=True)
+
+
+def _announce_reload(slugs: list[str]) -> None:
+    """Tell running servers to read these chats again (through Redis; without it, a server
+    shows the change when it next loads the chat)."""
+    import asyncio
+
+    from app.people import announce_reload
+
+    if not slugs:
+        return
+    _console().print(f"Figures worked out again for: {escape(', '.join(slugs))}.", soft_wrap=True)
+    settings = Settings()
+    if settings.redis_url:
+        asyncio.run(announce_reload(settings, slugs))
+        _console().print("Running servers were told to reload them.")
+    else:
+        _console().print(
+            "A running server shows this once it reloads the chat (restart it, or link through "
+            "the admin API, POST /api/people/links, which reloads open chats at once)."
+        )
+
+
+@people_app.command("link")
+def people_link(accounts: AccountsArg) -> None:
+    """Link accounts as one person (with those already linked to any of them): they count as
+    one participant, and their cross-posts are shown and counted once."""
+    from app.people import link
+
+    def action() -> tuple[dict[str, Any] | None, list[str]]:
+        with database() as sessions, sessions.begin() as session:
+            result = link(session, accounts)
+            return result.person, result.chats
+
+    person, chats = run(action)
+    _console().print("Linked as one person:")
+    _print_person(person)
+    _announce_reload(chats)
+
+
+@people_app.command("unlink")
+def people_unlink(accounts: AccountsArg) -> None:
+    """Take accounts out of the person they are linked to: each counts on its own again."""
+    from app.people import unlink
+
+    def action() -> list[str]:
+        with database() as sessions, sessions.begin() as session:
+            return unlink(session, accounts).chats
+
+    chats = run(action)
+    _console().print(f"Unlinked: {escape(', '.join(accounts))}.", soft_wrap=True)
+    _announce_reload(chats)
+
+
+@people_app.command("list")
+def people_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The linked people and their accounts."""
+    from app.people import people
+
+    def action() -> list[dict[str, Any]]:
+        with database() as sessions, sessions() as session:
+            return people(session)
+
+    found = run(action)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        _console().print("No accounts are linked.")
+    for person in found:
+        _print_person(person)
 
 
 def main() -> None:

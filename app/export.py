@@ -51,6 +51,7 @@ CSV_COLUMNS = [
     "handled",
     "hidden",
     "url",
+    "copy_of",
 ]
 
 
@@ -113,6 +114,8 @@ def _row(
         "in_chat_window": chat.start_at <= post.created_at < chat.end_at,
         "handled": chat_post.handled,
         "hidden": chat_post.hidden,
+        # A cross-post's copy: the id of the post it repeats (counted once, as that post).
+        "copy_of": chat_post.copy_of,
     }
     return {column: row[column] for column in CSV_COLUMNS}
 

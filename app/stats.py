@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Account, Chat, ChatPost, Poll, PollOption, Post, TrendSnapshot
 from app.errors import InvalidInput
-from app.ingest.parse import post_network
+from app.ingest.parse import id_order, post_network
 from app.links import post_url, status_url_of
 
 Window = Literal["chat", "all"]
@@ -46,6 +46,11 @@ def _in_window(chat: Chat, window: Window) -> ColumnElement[bool]:
             condition, ChatPost.created_at >= chat.start_at, ChatPost.created_at < chat.end_at
         )
     return condition
+
+
+def counted(where: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The posts of `where` that count: all but cross-posts' copies (app/ingest/crossposts.py)."""
+    return and_(where, ChatPost.copy_of.is_(None))
 
 
 def account_ids(session: Session, usernames: list[str]) -> list[str]:
@@ -90,8 +95,14 @@ def posts_query(chat: Chat) -> tuple[Select[ChatPost, Post, str, str, int], Colu
 
 
 def post_object(
-    chat_post: ChatPost, post: Post, username: str | None, name: str | None, retweets: int
+    chat_post: ChatPost,
+    post: Post,
+    username: str | None,
+    name: str | None,
+    retweets: int,
+    also: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """A post as every view shows it. `also`: its cross-posts' copies (`with_also` fills it)."""
     return {
         "id": post.id,
         "network": post.network,
@@ -108,7 +119,60 @@ def post_object(
         "quotes": post.quote_count,
         "impressions": post.impression_count or 0,
         "url": post_url(post.network, post.id, username, status_url_of(post.network, post.raw)),
+        "also": also or [],
     }
+
+
+def status_url_column() -> ColumnElement[str | None]:
+    """A Mastodon status's own page, read out of its stored payload (only theirs: an X post's
+    payload is not parsed for it)."""
+    return case((Post.network == "mastodon", Post.raw["url"].as_string()), else_=None)
+
+
+def copies_of(session: Session, chat_id: int, ids: list[str]) -> dict[str, list[dict[str, str]]]:
+    """The copies of each of these posts of the chat (its cross-posts on other networks), as
+    post objects list them under `also`: oldest first."""
+    found: dict[str, list[tuple[datetime, tuple[int, str], dict[str, str]]]] = {}
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), 1000):
+        rows = session.execute(
+            select(
+                ChatPost.copy_of,
+                Post.network,
+                Post.id,
+                Post.created_at,
+                Account.username,
+                status_url_column(),
+            )
+            .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
+            .outerjoin(Account, and_(Account.network == Post.network, Account.id == Post.author_id))
+            .where(ChatPost.chat_id == chat_id, ChatPost.copy_of.in_(wanted[start : start + 1000]))
+        )
+        for first, network, post_id, created_at, username, status_url in rows:
+            assert first is not None
+            found.setdefault(first, []).append(
+                (
+                    created_at,
+                    id_order(post_id),
+                    also_entry(network, post_id, post_url(network, post_id, username, status_url)),
+                )
+            )
+    return {first: [entry for *_, entry in sorted(items)] for first, items in found.items()}
+
+
+def also_entry(network: str, post_id: str, url: str) -> dict[str, str]:
+    return {"network": network, "id": post_id, "url": url}
+
+
+def with_also(
+    session: Session, chat_id: int, objects: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Fill the `also` of these post objects (in place) with their copies; returns them."""
+    if objects:
+        copies = copies_of(session, chat_id, [obj["id"] for obj in objects])
+        for obj in objects:
+            obj["also"] = copies.get(obj["id"], [])
+    return objects
 
 
 def iso_time(value: datetime) -> str:
@@ -120,16 +184,19 @@ def chat_stats(session: Session, chat: Chat, window: Window = "chat") -> dict[st
     where = _in_window(chat, window)
     kinds = dict(
         session.execute(
-            select(ChatPost.kind, func.count()).where(where).group_by(ChatPost.kind)
+            select(ChatPost.kind, func.count()).where(counted(where)).group_by(ChatPost.kind)
         ).all()
     )
-    participants = session.scalar(select(func.count(distinct(ChatPost.author_id))).where(where))
+    # People, not accounts: linked accounts count once (app/people.py).
+    participants = session.scalar(
+        select(func.count(distinct(ChatPost.person))).where(counted(where))
+    )
     answers_where, staff_ids = answers_filter(session, chat, where)
 
     per_question = {
         number: (count, people)
         for number, count, people in session.execute(
-            select(ChatPost.question, func.count(), func.count(distinct(ChatPost.author_id)))
+            select(ChatPost.question, func.count(), func.count(distinct(ChatPost.person)))
             .where(answers_where)
             .group_by(ChatPost.question)
         )
@@ -139,7 +206,7 @@ def chat_stats(session: Session, chat: Chat, window: Window = "chat") -> dict[st
 
     numbers = sorted({q.number for q in chat.questions} | {n for n in per_question if n})
     texts = {q.number: q.text for q in chat.questions}
-    questions = []
+    questions: list[dict[str, Any]] = []
     for number in numbers:
         top_rows = session.execute(
             base.where(answers_where, ChatPost.question == number)
@@ -158,8 +225,10 @@ def chat_stats(session: Session, chat: Chat, window: Window = "chat") -> dict[st
         )
 
     top_rows = session.execute(
-        base.where(where, ChatPost.kind != "retweet").order_by(*ranking).limit(TOP_TWEETS)
+        base.where(counted(where), ChatPost.kind != "retweet").order_by(*ranking).limit(TOP_TWEETS)
     )
+    top_tweets = [post_object(*row) for row in top_rows]
+    with_also(session, chat.id, [*top_tweets, *(post for q in questions for post in q["top"])])
 
     return {
         "chat": chat.slug,
@@ -170,7 +239,7 @@ def chat_stats(session: Session, chat: Chat, window: Window = "chat") -> dict[st
         "replies": kinds.get("reply", 0),
         "quotes": kinds.get("quote", 0),
         "questions": questions,
-        "top_tweets": [post_object(*row) for row in top_rows],
+        "top_tweets": top_tweets,
         "polls": chat_polls(session, chat, where),
         "unanswered": unanswered_count(session, chat, answers_where, staff_ids),
         "trending": chat_trending(session, chat)[0],
@@ -209,19 +278,21 @@ def chat_trending(session: Session, chat: Chat) -> tuple[list[dict[str, Any]], s
 def answers_filter(
     session: Session, chat: Chat, where: ColumnElement[bool]
 ) -> tuple[ColumnElement[bool], list[str]]:
-    """The answers among `where` (tagged non-retweets by anyone but a host), and the account
-    ids of the hosts and panel."""
+    """The answers among `where` (tagged non-retweets by anyone but a host, cross-posts' copies
+    left out), and the account ids of the hosts and panel."""
     host_ids = account_ids(session, chat.hosts)
-    condition = and_(where, ChatPost.question.is_not(None), ChatPost.kind != "retweet")
+    condition = and_(counted(where), ChatPost.question.is_not(None), ChatPost.kind != "retweet")
     if host_ids:
         condition = and_(condition, ChatPost.author_id.not_in(host_ids))
     return condition, host_ids + account_ids(session, chat.panel)
 
 
 def unanswered_query(chat: Chat, answers_where: ColumnElement[bool], staff_ids: list[str]) -> Any:
-    """Answers by neither host nor panel, with no collected reply from them, not handled."""
+    """Answers by neither host nor panel, with no collected reply from them (to the answer or to
+    one of its cross-posts' copies), not handled."""
     reply = aliased(Post)
     reply_member = aliased(ChatPost)
+    copy = aliased(ChatPost)
     condition = and_(answers_where, ChatPost.handled.is_(False))
     if staff_ids:
         # Driven from the answer: its replies through ix_posts_in_reply_to, then each reply's
@@ -243,7 +314,26 @@ def unanswered_query(chat: Chat, answers_where: ColumnElement[bool], staff_ids: 
                 reply.author_id.in_(staff_ids),
             )
         )
-        condition = and_(condition, ChatPost.author_id.not_in(staff_ids), ~answered)
+        # A reply to a copy (the same answer on another network) answers it too.
+        answered_copy = exists(
+            select(literal(1))
+            .select_from(copy)
+            .join(reply, and_(reply.network == copy.network, reply.in_reply_to_id == copy.post_id))
+            .join(
+                reply_member,
+                and_(
+                    reply_member.chat_id == chat.id,
+                    reply_member.network == reply.network,
+                    reply_member.post_id == reply.id,
+                ),
+            )
+            .where(
+                copy.chat_id == chat.id,
+                copy.copy_of == ChatPost.post_id,
+                reply.author_id.in_(staff_ids),
+            )
+        )
+        condition = and_(condition, ChatPost.author_id.not_in(staff_ids), ~answered, ~answered_copy)
     return condition
 
 

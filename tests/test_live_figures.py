@@ -3,7 +3,10 @@
 The main test is a property test: random small chats are written with the real store to a real
 SQLite file and counted by `chat_stats`, and the same posts are fed to `LiveFigures` in a random
 order, with metric updates, re-tags, panel marks and polls interleaved; both must give exactly the
-same figures, for both windows. Focused tests then pin the cases that matter most on the day, and
+same figures, for both windows. Posts are on the three networks; one person has linked accounts
+on each (linked before or after the posts are stored) and cross-posts the same words: the
+reference decides copies in the database (`app.ingest.crossposts.refresh_copies`), the live side
+incrementally in arrival order (`CrossPosts`), as the runtime does. Focused tests then pin the cases that matter most on the day, and
 one checks that adding a post does not scan the chat.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import random
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import methodcaller
@@ -20,23 +23,39 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import and_, update
+from sqlalchemy import and_, select, update
 
 from app.chats import QuestionPlan, create_chat, get_chat
 from app.db.engine import open_database
 from app.db.models import ChatPost
-from app.ingest.parse import Parsed, PollRecord, PostRecord, UserRecord
+from app.ingest.crossposts import CrossPosts, refresh_copies
+from app.ingest.parse import (
+    Parsed,
+    PollRecord,
+    PostRecord,
+    UserRecord,
+    account_network,
+    post_network,
+)
 from app.ingest.store import store_parsed
 from app.live.figures import LiveFigures, LivePost, PollState
-from app.stats import answers_filter, chat_stats, post_object, posts_query, unanswered_query
+from app.people import link
+from app.stats import (
+    answers_filter,
+    chat_stats,
+    post_object,
+    posts_query,
+    unanswered_query,
+    with_also,
+)
 
 START = datetime(2023, 3, 28, 18, 0, tzinfo=UTC)
 END = START + timedelta(hours=1)
 SLUG = "live-test"
 HOSTS = ["HostAcct"]
-PANEL = ["PanelA", "panelb"]
+PANEL = ["PanelA", "panelb", "mod@m.example"]
 QUESTIONS = {1: "What is quality?", 2: "Who leads it?", 3: "What next?"}
 # Authors: the host and the panel spelt in other cases than the chat's, participants, and one
 # author the pages never described (no user record: username "").
@@ -48,10 +67,41 @@ USERS: dict[str, tuple[str, str] | None] = {
     "11": ("bob", "Bob"),
     "12": ("carol", ""),
     "99": None,
+    # Alice on Mastodon and Bluesky, linked with her X account "10"; Bob on Mastodon, not linked.
+    "alice@m.example": ("alice@m.example", "Alice M"),
+    "did:plc:alice": ("alice.bsky.social", "Alice B"),
+    "bob@m.example": ("bob@m.example", "Bob M"),
+    "mod@m.example": ("mod@m.example", "Mod M"),  # on the panel
 }
-AUTHORS = ["1", "2", "3", "10", "10", "11", "11", "12", "99"]
-STAFF_AUTHORS = ["1", "2", "3"]
-PARTICIPANTS = ["10", "11", "12", "99"]
+ALICE = ["10", "alice@m.example", "did:plc:alice"]
+LINKS = ["x:alice", "alice@m.example", "alice.bsky.social"]
+PERSONS = {account: "alice" for account in ALICE}
+AUTHORS = ["1", "2", "3", "10", "10", "11", "11", "12", "99", *ALICE, *ALICE, "bob@m.example"]
+STAFF_AUTHORS = ["1", "2", "3", "mod@m.example", "mod@m.example"]
+PARTICIPANTS = ["10", "11", "12", "99", *ALICE, *ALICE, *ALICE, "bob@m.example"]
+# Texts that normalize alike (links, mentions and the chat's hashtag out, case folded), so that
+# cross-posts are frequent; None: a text of the post's own.
+TEXTS = [
+    None,
+    "A1 great point #LiveTest",
+    "a1 GREAT point https://t.co/abc",
+    "A1 great point #livetest example.com/pa…",
+    "@bob thanks",
+    "Thanks @bob@m.example",
+    "#LiveTest",  # nothing left: never a copy
+]
+CROSS_TEXTS = [text for text in TEXTS[1:4] if text]
+ECHO_DELAYS = [
+    timedelta(0),
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=5, seconds=1),
+]
+NETWORK_IDS = {
+    "x": "{}",
+    "mastodon": "https://m.example/users/p/statuses/{}",
+    "bluesky": "at://did:plc:p/app.bsky.feed.post/{}",
+}
 # Few distinct times so that ties are frequent; both window edges; sub-second times.
 TIMES = [
     START - timedelta(minutes=10),
@@ -106,6 +156,7 @@ class PostSpec:
     tags: list[tuple[int | None, str | None]] = field(default_factory=list)
     handled: list[bool] = field(default_factory=list)
     hidden: list[bool] = field(default_factory=list)
+    text: str | None = None
 
     @property
     def collected(self) -> bool:
@@ -117,6 +168,7 @@ class ChatSpec:
     posts: list[PostSpec]
     polls: dict[str, list[PollState]]  # poll id -> the copies received, in store order
     rng: random.Random
+    link_first: bool = False  # Alice's accounts linked before her posts are stored, or after
 
 
 metrics_st = st.builds(
@@ -174,8 +226,41 @@ def chats(draw: st.DrawFn) -> ChatSpec:
                     st.lists(st.sampled_from([False, False, True]), min_size=1, max_size=2)
                 ),
                 hidden=draw(st.lists(st.booleans(), min_size=1, max_size=2)),
+                text=draw(st.sampled_from(TEXTS)),
             )
         )
+    # Alice cross-posts: some of her posts again from another of her accounts, in other words
+    # that normalize alike, a little later (at the edge of the five minutes too).
+    for spec in [p for p in posts if p.author_id in ALICE and p.kind != "retweet"]:
+        if not draw(st.booleans()):
+            continue
+        spec.text = spec.text or CROSS_TEXTS[0]
+        posts.append(
+            PostSpec(
+                id=str(1000 + len(posts)),
+                author_id=draw(st.sampled_from([a for a in ALICE if a != spec.author_id])),
+                kind=draw(st.sampled_from(["original", "reply"])),
+                created_at=spec.created_at + draw(st.sampled_from(ECHO_DELAYS)),
+                in_reply_to_id=draw(targets),
+                quoted_id=None,
+                retweeted_id=None,
+                poll_id=None,
+                copies=[(draw(metrics_st), True)],
+                tags=[draw(st.sampled_from(TAGS)), spec.tags[-1]],
+                handled=[False],
+                hidden=[draw(st.booleans())],
+                text=draw(st.sampled_from(CROSS_TEXTS)) if spec.text in CROSS_TEXTS else spec.text,
+            )
+        )
+    # A post is on its author's network (its id says which), and so are the posts it replies
+    # to, quotes or retweets: a number pointing at a post of another network names a post of
+    # this one never seen.
+    for spec in posts:
+        form = NETWORK_IDS[account_network(spec.author_id)]
+        spec.id = form.format(spec.id)
+        spec.in_reply_to_id = form.format(spec.in_reply_to_id) if spec.in_reply_to_id else None
+        spec.quoted_id = form.format(spec.quoted_id) if spec.quoted_id else None
+        spec.retweeted_id = form.format(spec.retweeted_id) if spec.retweeted_id else None
     polls: dict[str, list[PollState]] = {}
     for poll_id in ("p1", "p2"):  # p3 is carried by posts but its poll object never arrives
         states = []
@@ -193,18 +278,23 @@ def chats(draw: st.DrawFn) -> ChatSpec:
                 )
             )
         polls[poll_id] = states
-    return ChatSpec(posts, polls, draw(st.randoms(use_true_random=False)))
+    return ChatSpec(posts, polls, draw(st.randoms(use_true_random=False)), draw(st.booleans()))
 
 
 # -- the reference: the real store on a real SQLite file, counted by chat_stats --------------------
 
 
+def _text(spec: PostSpec) -> str:
+    return spec.text or f"post {spec.id} <b>by</b> {spec.author_id}"
+
+
 def _record(spec: PostSpec, metrics: Metrics) -> PostRecord:
     return PostRecord(
+        network=post_network(spec.id),
         id=spec.id,
         author_id=spec.author_id,
         created_at=spec.created_at,
-        text=f"post {spec.id} <b>by</b> {spec.author_id}",
+        text=_text(spec),
         kind=spec.kind,
         in_reply_to_id=spec.in_reply_to_id,
         in_reply_to_user_id=None,
@@ -228,6 +318,7 @@ class Reference:
     latest: list[dict[str, Any]]
     unanswered: dict[int | None, list[dict[str, Any]]]
     posts: dict[str, dict[str, Any]]
+    copies: dict[str, str]  # copy -> the post it repeats
 
 
 def reference(chat_spec: ChatSpec) -> Reference:
@@ -249,10 +340,14 @@ def reference(chat_spec: ChatSpec) -> Reference:
                 )
                 chat_id = chat.id
                 users = [
-                    UserRecord(id=uid, username=user[0], name=user[1])
+                    UserRecord(id=uid, username=user[0], name=user[1], network=account_network(uid))
                     for uid, user in USERS.items()
                     if user is not None
                 ]
+                if chat_spec.link_first:
+                    store_parsed(session, chat_id, Parsed(users=users))
+                    link(session, LINKS)
+                    session.commit()
                 rounds = max(
                     max(len(p.copies) for p in chat_spec.posts),
                     max(len(states) for states in chat_spec.polls.values()),
@@ -288,6 +383,12 @@ def reference(chat_spec: ChatSpec) -> Reference:
                             )
                         )
                 session.commit()
+                if chat_spec.link_first:  # as an import ends
+                    refresh_copies(session, get_chat(session, SLUG))
+                else:  # linked once the posts are in: the chats' copies worked out again
+                    alice = any(p.collected and p.author_id in ALICE for p in chat_spec.posts)
+                    assert link(session, LINKS).chats == ([SLUG] if alice else [])
+                session.commit()
             with sessions() as session:
                 chat = get_chat(session, SLUG)
                 stats = {window: chat_stats(session, chat, window) for window in ("chat", "all")}
@@ -296,14 +397,28 @@ def reference(chat_spec: ChatSpec) -> Reference:
                 latest = [
                     post_object(*row)
                     for row in session.execute(
-                        query.where(ChatPost.chat_id == chat.id, ChatPost.hidden.is_(False))
+                        query.where(
+                            ChatPost.chat_id == chat.id,
+                            ChatPost.hidden.is_(False),
+                            ChatPost.copy_of.is_(None),
+                        )
                         .order_by(*newest)
                         .limit(1000)
                     )
                 ]
+                with_also(session, chat.id, latest)
                 posts = {
                     row[1].id: post_object(*row)
                     for row in session.execute(query.where(ChatPost.chat_id == chat.id))
+                }
+                with_also(session, chat.id, list(posts.values()))
+                copies: dict[str, str] = {
+                    post_id: first or ""
+                    for post_id, first in session.execute(
+                        select(ChatPost.post_id, ChatPost.copy_of).where(
+                            ChatPost.chat_id == chat.id, ChatPost.copy_of.is_not(None)
+                        )
+                    )
                 }
                 # As the unanswered endpoint lists them.
                 unanswered: dict[int | None, list[dict[str, Any]]] = {}
@@ -317,8 +432,10 @@ def reference(chat_spec: ChatSpec) -> Reference:
                         .order_by(*newest)
                         .limit(1000)
                     )
-                    unanswered[question] = [post_object(*row) for row in rows]
-                return Reference(stats, latest, unanswered, posts)
+                    unanswered[question] = with_also(
+                        session, chat.id, [post_object(*row) for row in rows]
+                    )
+                return Reference(stats, latest, unanswered, posts, copies)
         finally:
             engine.dispose()
 
@@ -333,12 +450,14 @@ def _live_post(spec: PostSpec, metrics: Metrics) -> LivePost:
     question, method = spec.tags[0]
     return LivePost(
         id=spec.id,
+        network=post_network(spec.id),
+        person=PERSONS.get(spec.author_id, spec.author_id),
         author_id=spec.author_id,
         username=user[0] if user else "",
         name=user[1] if user else "",
         created_at=spec.created_at,
         kind=spec.kind,
-        text=f"post {spec.id} <b>by</b> {spec.author_id}",
+        text=_text(spec),
         in_reply_to_id=spec.in_reply_to_id,
         quoted_id=spec.quoted_id,
         retweeted_id=spec.retweeted_id,
@@ -377,8 +496,26 @@ def interleave(rng: random.Random, chains: list[list[Call]]) -> Iterator[Call]:
             chains.remove(chain)
 
 
+def _collect(post: LivePost, crossposts: CrossPosts) -> Call:
+    """The runtime's way with a newly collected post: its cross-posts decided first, then the
+    post added with its own, then the posts it changed."""
+
+    def call(live: LiveFigures) -> None:
+        changed = crossposts.add(
+            [crossposts.input(post.id, post.person, post.created_at, post.kind, post.text)]
+        )
+        post.copy_of = crossposts.copy_of(post.id)
+        live.add(post)
+        for post_id, first in changed.items():
+            if post_id != post.id:
+                live.set_copy(post_id, first)
+
+    return call
+
+
 def live_calls(chat_spec: ChatSpec) -> Iterator[Call]:
     rng = chat_spec.rng
+    crossposts = CrossPosts(["#LiveTest"])
     chains: list[list[Call]] = []
     for spec in chat_spec.posts:
         copies = [metrics for metrics, _ in spec.copies]
@@ -391,7 +528,7 @@ def live_calls(chat_spec: ChatSpec) -> Iterator[Call]:
             ]
             post = _live_post(spec, copies.pop(first))
             # Panel marks and re-tags only after the post is there; in any order between them.
-            chains.append([methodcaller("add", post), *interleave(rng, marks)])
+            chains.append([_collect(post, crossposts), *interleave(rng, marks)])
         # Other copies' metrics, for collected and context-only posts alike, at any time.
         chains.extend([_set_metrics(spec.id, m)] for m in copies)
     for states in chat_spec.polls.values():
@@ -411,14 +548,14 @@ def new_live(questions: dict[int, str] | None = None) -> LiveFigures:
     )
 
 
-def expected_per_minute(chat_spec: ChatSpec) -> list[dict[str, Any]]:
+def expected_per_minute(chat_spec: ChatSpec, copies: Container[str]) -> list[dict[str, Any]]:
     rows = []
     for minute in range(60):
         at = START + timedelta(minutes=minute)
         posts = [
             p
             for p in chat_spec.posts
-            if p.collected and at <= p.created_at < at + timedelta(minutes=1)
+            if p.collected and p.id not in copies and at <= p.created_at < at + timedelta(minutes=1)
         ]
         retweets = sum(p.kind == "retweet" for p in posts)
         rows.append(
@@ -439,6 +576,7 @@ def expected_per_minute(chat_spec: ChatSpec) -> list[dict[str, Any]]:
 @given(chats())
 def test_live_figures_equal_chat_stats_whatever_the_order(chat_spec: ChatSpec) -> None:
     expected = reference(chat_spec)
+    event("cross-posts" if expected.copies else "no cross-post")
     live = new_live({**QUESTIONS, 1: ""})  # question 1's text arrives later, as a host post
     for call in live_calls(chat_spec):
         call(live)
@@ -451,7 +589,9 @@ def test_live_figures_equal_chat_stats_whatever_the_order(chat_spec: ChatSpec) -
     assert len(live) == len(expected.posts)
     for spec in chat_spec.posts:
         assert live.post(spec.id) == expected.posts.get(spec.id)
-    assert live.per_minute() == expected_per_minute(chat_spec)
+    assert live.per_minute() == expected_per_minute(chat_spec, expected.copies)
+    for post_id, first in expected.copies.items():
+        assert live.copy_of(post_id) == first
 
 
 # -- focused cases --------------------------------------------------------------------------------

@@ -84,10 +84,11 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
             "collecting": hub.collecting(),
         }
 
-    from app.api.routes import chats, live, pages, panel
+    from app.api.routes import chats, live, pages, panel, people
 
     app.include_router(chats.router)
     app.include_router(panel.router)
+    app.include_router(people.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static, name="static")

@@ -50,6 +50,12 @@ TAG_METHODS = ("prefix", "suffix", "reply", "quote", "window", "manual")
 SOURCES = ("x-search", "x-stream", "none")  # a chat's X source (Chat.source)
 
 
+def _author_of(context: Any) -> Any:
+    """A chat post's default person: its author (an account linked later is put right by
+    `app.people.refresh_persons`)."""
+    return context.get_current_parameters()["author_id"]
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
@@ -142,6 +148,19 @@ class Account(Base):
     followers_count: Mapped[int | None] = mapped_column(Integer)
 
 
+class LinkedAccount(Base):
+    """An account linked with others of the same person (on other networks, or the same): all of
+    a person's accounts share one `person` key, the id of the first of them by (network, id).
+    Accounts never linked are not here: their person is their own id."""
+
+    __tablename__ = "linked_accounts"
+
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    person: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    linked_at: Mapped[datetime]
+
+
 class Post(Base):
     __tablename__ = "posts"
     __table_args__ = (
@@ -185,6 +204,8 @@ class ChatPost(Base):
         ForeignKeyConstraint(["network", "post_id"], ["posts.network", "posts.id"]),
         Index("ix_chat_posts_chat_created", "chat_id", "created_at"),
         Index("ix_chat_posts_chat_question", "chat_id", "question"),
+        Index("ix_chat_posts_chat_copy_of", "chat_id", "copy_of"),
+        Index("ix_chat_posts_author", "network", "author_id"),
     )
 
     chat_id: Mapped[int] = mapped_column(
@@ -204,6 +225,13 @@ class ChatPost(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     pinned_at: Mapped[datetime | None]
     approved: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Who the author is: their account id, or the key of the accounts linked with it
+    # (`LinkedAccount.person`); participants are counted by it. A row written without it (a bulk
+    # insert of its own) takes its author's id.
+    person: Mapped[str] = mapped_column(String(ID_LENGTH), default=_author_of)
+    # A cross-post: the id of the chat's post this one repeats (the same person's same text on
+    # another network within a few minutes, app/ingest/crossposts.py). Counted nowhere.
+    copy_of: Mapped[str | None] = mapped_column(String(ID_LENGTH))
 
 
 class Poll(Base):

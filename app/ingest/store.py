@@ -29,6 +29,7 @@ from app.ingest.parse import (
     post_network,
 )
 from app.ingest.tagger import NO_TAG, Tag
+from app.people import persons_of
 
 
 @dataclass(slots=True)
@@ -310,7 +311,9 @@ def collect(
     tags: Mapping[str, Tag] | None = None,
 ) -> list[str]:
     """Make posts members of the chat, with their question tags in `tags` when known (a post
-    not in it is untagged); returns the ids the chat had not collected before."""
+    not in it is untagged) and their author's person (`app.people`); returns the ids the chat
+    had not collected before. Whether a post is a cross-post is decided after (`copy_of` is
+    left empty: `app.ingest.crossposts`)."""
     tags = tags or {}
     by_id = {record.id: record for record in records}
     if not by_id:
@@ -326,6 +329,9 @@ def collect(
                 )
             )
         )
+    persons = persons_of(
+        session, (by_id[post_id].author_id for post_id in ids if post_id not in existing)
+    )
     rows = [
         {
             "chat_id": chat_id,
@@ -333,6 +339,7 @@ def collect(
             "post_id": post_id,
             "created_at": (record := by_id[post_id]).created_at,
             "author_id": record.author_id,
+            "person": persons[record.author_id],
             "kind": record.kind,
             "question": (tag := tags.get(post_id, NO_TAG)).question,
             "tag_method": tag.method,

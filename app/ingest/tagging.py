@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.db.lookup import keyed
 from app.db.models import Account, Chat, ChatPost, Post, Question
+from app.ingest.crossposts import refresh_copies
 from app.ingest.parse import post_network
 from app.ingest.tagger import ChatPlan, Tag, Tagger, TagInput
+from app.people import refresh_persons
 
 _CHUNK = 1000
 
@@ -119,7 +121,9 @@ def tag_inputs(
 
 
 def retag_chat(session: Session, chat: Chat) -> int:
-    """Recompute every tag of the chat and store those that changed; returns how many changed."""
+    """Recompute every tag of the chat and store those that changed; returns how many changed.
+    The chat's cross-posts are worked out again too (`app.ingest.crossposts`): an import and a
+    reload of the run of show end here."""
     tagger, stored = load_tagger(session, chat)
     changes: list[dict[str, object]] = []
     for post_id, (question, method, manual) in stored.items():
@@ -147,6 +151,8 @@ def retag_chat(session: Session, chat: Chat) -> int:
         )
         session.connection().execute(stmt, changes)
     record_question_posts(session, chat, tagger)
+    refresh_persons(session, chat.id)
+    refresh_copies(session, chat)
     return len(changes)
 
 

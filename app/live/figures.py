@@ -13,6 +13,12 @@ change (its rank key, whether it is an answer and to which question, whether it 
 remembered on its entry. An update withdraws that contribution, changes the post, and applies the
 new one; updates caused by another post (a collected retweet raising the original's retweets, a
 staff reply answering an answer) do the same to that one other post.
+
+Participants are people (`LivePost.person`: linked accounts count once). A cross-post's copy
+(`copy_of`, decided by `app.ingest.crossposts.CrossPosts` outside) counts in nothing and is not
+among the latest posts; its first post lists it under `also`, and a staff reply to the copy
+answers the first post. `set_copy` turns a post into a copy or back, withdrawing or applying its
+whole contribution.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from typing import Any, Literal
 
 from sortedcontainers import SortedList
 
-from app.ingest.parse import post_network
+from app.ingest.parse import id_order, post_network
 from app.links import post_url
-from app.stats import TOP_ANSWERS, TOP_TWEETS
+from app.stats import TOP_ANSWERS, TOP_TWEETS, also_entry
 
 Window = Literal["chat", "all"]
 
@@ -69,6 +75,8 @@ class LivePost:
     hidden: bool = False
     network: str = ""  # x | mastodon | bluesky ("": read off the id)
     status_url: str | None = None  # a Mastodon status's own web page (its payload's `url`)
+    person: str = ""  # the author's person key (app/people.py; "": the author id)
+    copy_of: str | None = None  # a cross-post's copy: the post it repeats (counted nowhere)
 
 
 # A post's fields in order: copying through these is a few times faster than copy.copy.
@@ -122,11 +130,11 @@ class _Tally:
 
     def __init__(self) -> None:
         self.kinds: Counter[str] = Counter()
-        # Posts per author, so that participants is the number of keys.
+        # Posts per person, so that participants is the number of keys.
         self.authors: Counter[str] = Counter()
         self.top: SortedList[RankKey] = SortedList()  # non-retweets
         self.answers: Counter[int] = Counter()  # question -> answers
-        # Answers per author per question, so that a re-tag can take a participant away.
+        # Answers per person per question, so that a re-tag can take a participant away.
         self.answer_authors: dict[int, Counter[str]] = {}
         self.question_top: dict[int, SortedList[RankKey]] = {}
         self.unanswered = 0
@@ -138,7 +146,16 @@ class _Tally:
 class _Entry:
     """A collected post and the contribution it made to the figures when last applied."""
 
-    __slots__ = ("answer", "key", "post", "staff", "tallies", "unanswered", "writes_answers")
+    __slots__ = (
+        "answer",
+        "counted",
+        "key",
+        "post",
+        "staff",
+        "tallies",
+        "unanswered",
+        "writes_answers",
+    )
 
     def __init__(
         self, post: LivePost, tallies: tuple[_Tally, ...], host: bool, staff: bool
@@ -152,6 +169,7 @@ class _Entry:
         self.key: RankKey | None = None
         self.answer: int | None = None
         self.unanswered = False
+        self.counted = False  # whether `_apply` counted it (a copy counts nowhere)
 
 
 class LiveFigures:
@@ -192,6 +210,8 @@ class LiveFigures:
         self._unanswered_by_question: dict[int, SortedList[Stamp]] = {}
         # Minute -> [non-retweets, retweets] collected in the chat window.
         self._minutes: dict[datetime, list[int]] = {}
+        # A post's cross-posts' copies (collected or announced by a copy collected first).
+        self._copies: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -206,6 +226,7 @@ class LiveFigures:
             raise ValueError(f"post {post.id} has a naive created_at; give aware UTC times")
         post = LivePost(*_live_post_fields(post))  # ours now: callers change it by the methods
         post.created_at = post.created_at.astimezone(UTC)
+        post.person = post.person or post.author_id
         pending = self._pending_metrics.pop(post.id, None)
         if pending is not None:
             self._merge_metrics(post, pending)
@@ -218,21 +239,18 @@ class LiveFigures:
         entry = _Entry(post, tallies, host=bool(username) and username in self._hosts, staff=staff)
         self._entries[post.id] = entry
 
-        # What never changes after collection: kind, author, time, poll.
+        # What never changes after collection: its poll (a copy's too: a poll cross-posted is
+        # two polls), and, unless a copy, its kind, person and time.
         for tally in tallies:
-            tally.kinds[post.kind] += 1
-            tally.authors[post.author_id] += 1
             if post.poll_id is not None:
                 seen = tally.polls.get(post.poll_id)
                 if seen is None or post.created_at < seen:
                     tally.polls[post.poll_id] = post.created_at
-        if in_chat:
-            minute = post.created_at.replace(second=0, microsecond=0)
-            counts = self._minutes.setdefault(minute, [0, 0])
-            counts[1 if post.kind == "retweet" else 0] += 1
-        if not post.hidden:
-            self._latest.add((post.created_at, post.id))
+        if post.copy_of is None:
+            self._count(entry, 1)
         self._apply(entry)
+        if post.copy_of is not None:
+            self._join(post.id, post.copy_of)
 
         # What this post changes of one other post, collected or still to come.
         if post.kind == "retweet" and post.retweeted_id is not None:
@@ -246,15 +264,78 @@ class LiveFigures:
             else:
                 self._collected_rts[post.retweeted_id] = count
         if staff and post.in_reply_to_id is not None:
+            # The answer replied to, or the first post of the copy replied to.
             target = self._entries.get(post.in_reply_to_id)
-            # Only the first staff reply changes the answer (it is no longer unanswered).
-            if target is not None and not self._staff_replies[post.in_reply_to_id]:
+            if target is not None and target.post.copy_of is not None:
+                target = self._entries.get(target.post.copy_of)
+            if target is not None:
                 self._retract(target)
                 self._staff_replies[post.in_reply_to_id] += 1
                 self._apply(target)
             else:
                 self._staff_replies[post.in_reply_to_id] += 1
         return True
+
+    def set_copy(self, post_id: str, copy_of: str | None) -> None:
+        """A collected post became a cross-post's copy of `copy_of`, or (None) a post of its
+        own again: its whole contribution is withdrawn or applied."""
+        entry = self._entry(post_id)
+        old = entry.post.copy_of
+        if old == copy_of:
+            return
+        self._retract(entry)
+        if old is None:
+            self._count(entry, -1)
+        else:
+            self._leave(post_id, old)
+        entry.post.copy_of = copy_of
+        if copy_of is None:
+            self._count(entry, 1)
+        self._apply(entry)
+        if copy_of is not None:
+            self._join(post_id, copy_of)
+
+    def _join(self, post_id: str, first: str) -> None:
+        """`post_id` is a copy of `first`: a staff reply to it answers `first` now."""
+        target = self._entries.get(first)
+        if target is not None:
+            self._retract(target)
+        self._copies.setdefault(first, set()).add(post_id)
+        if target is not None:
+            self._apply(target)
+
+    def _leave(self, post_id: str, first: str) -> None:
+        target = self._entries.get(first)
+        if target is not None:
+            self._retract(target)
+        copies = self._copies[first]
+        copies.discard(post_id)
+        if not copies:
+            del self._copies[first]
+        if target is not None:
+            self._apply(target)
+
+    def _count(self, entry: _Entry, sign: int) -> None:
+        """What a post that is no copy counts whatever its tag and metrics: its kind, its
+        person, its minute, its place among the latest posts."""
+        post = entry.post
+        for tally in entry.tallies:
+            tally.kinds[post.kind] += sign
+            if not tally.kinds[post.kind]:
+                del tally.kinds[post.kind]
+            tally.authors[post.person] += sign
+            if not tally.authors[post.person]:
+                del tally.authors[post.person]
+        if entry.tallies[0] is self._chat:
+            minute = post.created_at.replace(second=0, microsecond=0)
+            counts = self._minutes.setdefault(minute, [0, 0])
+            counts[1 if post.kind == "retweet" else 0] += sign
+        if not post.hidden:
+            stamp = (post.created_at, post.id)
+            if sign > 0:
+                self._latest.add(stamp)
+            else:
+                self._latest.remove(stamp)
 
     def set_tag(self, post_id: str, question: int | None, method: str | None) -> None:
         """Re-tag a collected post (the tagger changed its mind, or a manual tag)."""
@@ -311,6 +392,8 @@ class LiveFigures:
         if post.hidden == hidden:
             return
         post.hidden = hidden
+        if post.copy_of is not None:
+            return  # never among the latest posts
         if hidden:
             self._latest.remove((post.created_at, post.id))
         else:
@@ -401,6 +484,15 @@ class LiveFigures:
     def post(self, post_id: str) -> dict[str, Any] | None:
         return self._object(post_id) if post_id in self._entries else None
 
+    def live_post(self, post_id: str) -> LivePost | None:
+        """The collected post as held (read only: change it by the methods)."""
+        entry = self._entries.get(post_id)
+        return entry.post if entry else None
+
+    def copy_of(self, post_id: str) -> str | None:
+        entry = self._entries.get(post_id)
+        return entry.post.copy_of if entry else None
+
     # -- internals ----------------------------------------------------------------------------
 
     def _entry(self, post_id: str) -> _Entry:
@@ -421,23 +513,35 @@ class LiveFigures:
         """The larger of the public metric and the retweets of it the chat collected."""
         return max(post.retweet_count, self._collected_rts.get(post.id, 0))
 
+    def _answered(self, post_id: str) -> bool:
+        """Whether a staff reply to the post, or to one of its copies, was collected."""
+        replies = self._staff_replies
+        return bool(replies.get(post_id)) or any(
+            replies.get(copy) for copy in self._copies.get(post_id, ())
+        )
+
     def _apply(self, entry: _Entry) -> None:
         """Count the changeable part of a post's contribution, and remember what was counted."""
         post = entry.post
         key: RankKey = (-self._retweets(post), -post.like_count, post.created_at, post.id)
+        entry.key = key
+        if post.copy_of is not None:
+            entry.answer, entry.unanswered, entry.counted = None, False, False
+            return  # a copy counts nowhere
+        entry.counted = True
         answer = post.question if entry.writes_answers else None
         unanswered = (
             answer is not None
             and not entry.staff
             and not post.handled
-            and self._staff_replies.get(post.id, 0) == 0
+            and not self._answered(post.id)
         )
         for tally in entry.tallies:
             if post.kind != "retweet":
                 tally.top.add(key)
             if answer is not None:
                 tally.answers[answer] += 1
-                tally.answer_authors.setdefault(answer, Counter())[post.author_id] += 1
+                tally.answer_authors.setdefault(answer, Counter())[post.person] += 1
                 tally.question_top.setdefault(answer, SortedList()).add(key)
                 if unanswered:
                     tally.unanswered += 1
@@ -452,6 +556,9 @@ class LiveFigures:
         """Take back exactly what `_apply` counted for this post."""
         post, key, answer = entry.post, entry.key, entry.answer
         assert key is not None
+        if not entry.counted:
+            entry.key = None
+            return
         for tally in entry.tallies:
             if post.kind != "retweet":
                 tally.top.remove(key)
@@ -461,9 +568,9 @@ class LiveFigures:
                 if not tally.answers[answer]:
                     del tally.answers[answer]
                 authors = tally.answer_authors[answer]
-                authors[post.author_id] -= 1
-                if not authors[post.author_id]:
-                    del authors[post.author_id]
+                authors[post.person] -= 1
+                if not authors[post.person]:
+                    del authors[post.person]
                 tally.question_top[answer].remove(key)
                 if entry.unanswered:
                     tally.unanswered -= 1
@@ -499,7 +606,21 @@ class LiveFigures:
             "quotes": post.quote_count,
             "impressions": post.impression_count or 0,
             "url": post_url(network, post.id, post.username, post.status_url),
+            "also": self._also(post.id),
         }
+
+    def _also(self, post_id: str) -> list[dict[str, str]]:
+        """The post's copies on other networks, oldest first, as `app.stats.copies_of`."""
+        copies = [
+            self._entries[c].post for c in self._copies.get(post_id, ()) if c in self._entries
+        ]
+        copies.sort(key=lambda p: (p.created_at, id_order(p.id)))
+        out = []
+        for copy in copies:
+            network = copy.network or post_network(copy.id)
+            url = post_url(network, copy.id, copy.username, copy.status_url)
+            out.append(also_entry(network, copy.id, url))
+        return out
 
     def _poll_objects(self, tally: _Tally) -> list[dict[str, Any]]:
         """Polls carried by the window's posts, by the first time one was posted (then by id:

@@ -120,6 +120,10 @@ class LiveHub:
                 self._runtimes[slug] = runtime
         return runtime
 
+    def running(self, slug: str) -> ChatRuntime | None:
+        """The chat's runtime if this process has started it (None: nothing to update)."""
+        return self._runtimes.get(slug)
+
     async def start(self) -> None:
         """Start following the chats whose window is open (and keep doing so)."""
         self._supervisor = asyncio.create_task(self._supervise(), name="supervisor")

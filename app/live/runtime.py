@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chats import get_chat
 from app.db.lookup import keyed
 from app.db.models import Account, Chat, ChatPost, Poll, Post, SourceState
 from app.export import chat_info
+from app.ingest.crossposts import CrossPosts, load_copies, save_copies
 from app.ingest.parse import Parsed, PostRecord, account_network, id_order, post_network
 from app.ingest.store import save_tags, store_parsed
 from app.ingest.tagger import Tag, Tagger, TagInput
@@ -40,8 +41,9 @@ from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
 from app.live.sync import LocalSync, Sync
 from app.outages import record_state
 from app.panel import screen_settings, set_manual_tag, update_screen
+from app.people import persons_of, refresh_persons
 from app.sources.base import ChatTarget, SourceBatch, SourceStatus
-from app.stats import Window, chat_trending, iso_time
+from app.stats import Window, chat_trending, iso_time, status_url_column
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +69,8 @@ class WriteResult:
     questions: dict[int, str]
     # The posts handed to the tagger (other processes re-read them to keep their tagger in step).
     inputs: list[str] = field(default_factory=list)
+    # Posts collected before whose cross-post changed: {id: the post it copies, or None}.
+    copies: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -104,6 +108,7 @@ class ChatRuntime:
     info: dict[str, Any] = field(default_factory=dict)
     figures: LiveFigures | None = None
     tagger: Tagger | None = None
+    crossposts: CrossPosts | None = None
     collected: set[str] = field(default_factory=set)
     poll_posts: set[str] = field(default_factory=set)  # collected non-retweets carrying a poll
     _nameless: set[str] = field(default_factory=set)  # posts the tagger holds without an author
@@ -119,6 +124,8 @@ class ChatRuntime:
     # Collected post id → wall-clock time its batch was emitted, until the batch is applied.
     _received_at: dict[str, float] = field(default_factory=dict)
     _pending_tags: dict[str, Tag] = field(default_factory=dict)
+    # Posts whose cross-posts' copies changed (their `also`), for the pages that show them.
+    _pending_also: set[str] = field(default_factory=set)
     _pending_change: bool = False
     # The figures as of the last update (`seq`): updates carry patches against it, and a
     # snapshot shows it (with the posts of the updates sent so far), so the two always agree.
@@ -173,8 +180,14 @@ class ChatRuntime:
         self._db.shutdown(wait=True)
 
     def _load(self) -> None:
-        with self.sessions() as session:
+        with self.sessions.begin() as session:
             chat = get_chat(session, self.slug)
+            # People and cross-posts as the links and the chat's posts make them (stored right if
+            # a link made during a write, an interrupted import or a crash left them behind),
+            # kept in step from here on.
+            refresh_persons(session, chat.id)
+            self.crossposts, wrong = load_copies(session, chat)
+            save_copies(session, chat.id, wrong)
             self.chat_id = chat.id
             self.info = chat_info(chat)
             self.target = ChatTarget(
@@ -371,6 +384,9 @@ class ChatRuntime:
             # Tagged first, so that newly collected posts are stored with their tags.
             stored = store_parsed(session, self.chat_id, parsed, self.tagger.tags())
             newly = {record.id for record in stored.newly_collected}
+            persons = persons_of(session, {r.author_id for r in stored.newly_collected})
+            copies = self._crossposts_add(stored.newly_collected, persons)
+            save_copies(session, self.chat_id, copies)
             retagged = {
                 pid: tag for pid, tag in changed.items() if pid in self.collected or pid in newly
             }
@@ -397,7 +413,14 @@ class ChatRuntime:
         # After the commit only: a failed write leaves the set as the database has it.
         self.collected.update(newly)
         new_posts = [
-            _live_post(record, names, retagged.get(record.id), metrics.get(record.id))
+            _live_post(
+                record,
+                names,
+                retagged.get(record.id),
+                metrics.get(record.id),
+                person=persons[record.author_id],
+                copy_of=copies.get(record.id),
+            )
             for record in stored.newly_collected
         ]
         seen_again = [
@@ -413,7 +436,25 @@ class ChatRuntime:
             for p in {p.id: p for p in parsed.polls}.values()
         ]
         return WriteResult(
-            new_posts, seen_again, retagged, polls, questions, [i.id for i in inputs]
+            new_posts,
+            seen_again,
+            retagged,
+            polls,
+            questions,
+            [i.id for i in inputs],
+            {post_id: first for post_id, first in copies.items() if post_id not in newly},
+        )
+
+    def _crossposts_add(
+        self, records: Iterable[PostRecord], persons: dict[str, str]
+    ) -> dict[str, str | None]:
+        """Newly collected posts to the chat's cross-posts; returns what changed."""
+        crossposts = self.crossposts
+        assert crossposts is not None
+        ordered = sorted(records, key=lambda r: (r.created_at, id_order(r.id)))
+        return crossposts.add(
+            crossposts.input(r.id, persons[r.author_id], r.created_at, r.kind, r.text)
+            for r in ordered
         )
 
     def _apply(self, result: WriteResult, batches: list[SourceBatch]) -> None:
@@ -427,6 +468,19 @@ class ChatRuntime:
             figures.add(post)
             if post.poll_id and post.kind != "retweet":
                 self.poll_posts.add(post.id)
+            if post.copy_of is not None:
+                self._pending_also.add(post.copy_of)
+        # Posts collected before that a new post made a copy (or no longer one).
+        became_original = []
+        for post_id, first in result.copies.items():
+            before = figures.copy_of(post_id)
+            figures.set_copy(post_id, first)
+            self._pending_also.update(p for p in (before, first) if p is not None)
+            if first is None:
+                became_original.append(post_id)
+            else:
+                self.screen.held.pop(post_id, None)
+                self.screen.hide_from_wall(post_id)
         for post_id, (retweets, likes, replies, quotes, impressions) in result.seen_again:
             figures.set_metrics(
                 post_id,
@@ -446,7 +500,9 @@ class ChatRuntime:
             view.posts_read += batch.posts_read
             view.requests += batch.requests
         now = time.monotonic()
-        for post in sorted(result.new_posts, key=lambda p: (p.created_at, id_order(p.id))):
+        shown = [p for p in result.new_posts if p.copy_of is None]
+        shown += [p for p in (figures.live_post(i) for i in became_original) if p is not None]
+        for post in sorted(shown, key=lambda p: (p.created_at, id_order(p.id))):
             item = figures.post(post.id)
             if item is not None and not post.hidden:
                 item["received_at"] = self._received_at.get(post.id, time.time())
@@ -501,6 +557,13 @@ class ChatRuntime:
             message["hidden"] = sorted(self.screen.hidden)
         if "chat" in changed:
             message["chat"] = self.info
+        also, self._pending_also = self._pending_also, set()
+        if also:
+            # A post's cross-posts changed: the pages showing it update its "also on" links.
+            objects = (self.figures.post(post_id) if self.figures else None for post_id in also)
+            message["also"] = [
+                {"id": obj["id"], "also": obj["also"]} for obj in objects if obj is not None
+            ]
         # A queued post's marks change with the actions, and its "on screen" with the wall.
         if "queue" in changed or "pinned" in changed or tags or added or removed:
             upsert, gone = self._queue_diff()
@@ -675,17 +738,29 @@ class ChatRuntime:
         self._pending_change = True
 
     async def reload(self) -> None:
-        """Read the chat again after a change of its run of show (tags recomputed)."""
+        """Read the chat again after a change of its run of show or of its people (tags,
+        people and cross-posts recomputed)."""
 
         def write() -> None:
             with self.sessions.begin() as session:
                 retag_chat(session, get_chat(session, self.slug))
             self._load()
 
+        wall = list(self.screen.wall)
         await self.run_db(write)
-        self.screen.changed.add("chat")  # the run of show reaches open pages
-        self._pending_change = True
+        self._reloaded(wall)
         self._announce({"kind": "reload"})
+
+    def _reloaded(self, wall: list[str]) -> None:
+        """After `_load`: open pages get the chat again, the wall's changes (a post that became
+        a cross-post's copy leaves it) and the "also on" links of the posts it keeps."""
+        now = list(self.screen.wall)
+        self.screen.wall_remove.extend(post_id for post_id in wall if post_id not in now)
+        self.screen.wall_add.extend(post_id for post_id in now if post_id not in wall)
+        self._pending_also.update(post_id for post_id in now if post_id in wall)
+        self._pending_also.update(self.screen.pinned)
+        self.screen.changed.update(("chat", "pinned"))  # the run of show reaches open pages
+        self._pending_change = True
 
     def _state(self) -> dict[str, Any]:
         figures = self.figures
@@ -863,9 +938,9 @@ class ChatRuntime:
         elif kind == "screen":
             self._apply_screen(await self.run_db(self._read_screen))
         elif kind == "reload":
+            wall = list(self.screen.wall)
             await self.run_db(self._load)
-            self.screen.changed.add("chat")
-            self._pending_change = True
+            self._reloaded(wall)
         elif kind == "trends":
             self.set_trends(
                 list(message.get("trending") or []), str(message.get("note", "")), announce=False
@@ -901,6 +976,12 @@ class ChatRuntime:
             for post_id in newly:
                 retagged.setdefault(post_id, self.tagger.tag(post_id))
             new_posts = list(_live_posts(session, self.chat_id, newly)) if newly else []
+            # The same cross-posts as the process that stored them decided.
+            assert self.crossposts is not None
+            copies = self.crossposts.add(
+                self.crossposts.input(p.id, p.person, p.created_at, p.kind, p.text)
+                for p in sorted(new_posts, key=lambda p: (p.created_at, id_order(p.id)))
+            )
             again = [str(i) for i in message.get("again") or []]
             metrics = _stored_metrics(session, set(again))
             poll_ids = {str(i) for i in message.get("polls") or []}
@@ -910,12 +991,16 @@ class ChatRuntime:
                 chat = get_chat(session, self.slug)
                 questions = {q.number: q.text for q in chat.questions}
         self.collected.update(newly)
+        fresh = {post.id for post in new_posts}
+        for post in new_posts:
+            post.copy_of = self.crossposts.copy_of(post.id)
         return WriteResult(
             new_posts,
             [(post_id, metrics[post_id]) for post_id in again if post_id in metrics],
             retagged,
             polls,
             questions,
+            copies={pid: first for pid, first in copies.items() if pid not in fresh},
         )
 
 
@@ -972,6 +1057,9 @@ def _live_post(
     names: dict[str, tuple[str, str]],
     tag: Tag | None,
     metrics: Metrics | None = None,
+    *,
+    person: str = "",
+    copy_of: str | None = None,
 ) -> LivePost:
     username, name = names.get(record.author_id, ("", ""))
     retweets, likes, replies, quotes, impressions = metrics or (
@@ -1002,6 +1090,8 @@ def _live_post(
         tag_method=tag.method if tag else None,
         network=record.network,
         status_url=status_url_of(record.network, record.raw),
+        person=person or record.author_id,
+        copy_of=copy_of,
     )
 
 
@@ -1032,9 +1122,9 @@ def _live_posts(session: Session, chat_id: int, ids: list[str] | None = None) ->
             ChatPost.handled,
             ChatPost.hidden,
             Post.network,
-            # A Mastodon status's own page, read out of its payload (only theirs: an X post's
-            # payload is not parsed for it).
-            case((Post.network == "mastodon", Post.raw["url"].as_string()), else_=None),
+            status_url_column(),
+            ChatPost.person,
+            ChatPost.copy_of,
         )
         .select_from(ChatPost)
         .join(Post, and_(Post.network == ChatPost.network, Post.id == ChatPost.post_id))
@@ -1077,6 +1167,8 @@ def _live_posts_of(session: Session, query: Any) -> Iterable[LivePost]:
         hidden,
         network,
         status_url,
+        person,
+        copy_of,
     ) in session.execute(query.execution_options(yield_per=2000)):
         yield LivePost(
             id=post_id,
@@ -1101,6 +1193,8 @@ def _live_posts_of(session: Session, query: Any) -> Iterable[LivePost]:
             hidden=hidden,
             network=network,
             status_url=status_url,
+            person=person,
+            copy_of=copy_of,
         )
 
 

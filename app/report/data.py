@@ -98,6 +98,8 @@ def _frame(session: Session, chat: Chat) -> pd.DataFrame:
         obj.update(
             created=post.created_at,
             author_id=post.author_id,
+            person=chat_post.person,
+            copy_of=chat_post.copy_of,
             in_reply_to_id=post.in_reply_to_id,
             retweeted_id=post.retweeted_id,
             collected_retweet_metric=post.retweet_count,
@@ -125,6 +127,8 @@ def _frame(session: Session, chat: Chat) -> pd.DataFrame:
         "url",
         "created",
         "author_id",
+        "person",
+        "copy_of",
         "in_reply_to_id",
         "retweeted_id",
         "collected_retweet_metric",
@@ -133,7 +137,29 @@ def _frame(session: Session, chat: Chat) -> pd.DataFrame:
         "in_window",
         "handled",
     ]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    if len(frame):
+        also: dict[str, list[dict[str, str]]] = {}
+        for row in frame[frame["copy_of"].notna()].to_dict("records"):
+            also.setdefault(row["copy_of"], []).append(
+                {"network": row["network"], "id": row["id"], "url": row["url"]}
+            )
+        frame["also"] = [also.get(post_id, []) for post_id in frame["id"]]
+    return frame
+
+
+def _counted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The posts that count: cross-posts' copies left out (the first post lists them under
+    `also`), a reply to a copy taken as a reply to its first post (threads)."""
+    if not len(frame):
+        return frame
+    firsts = dict(zip(frame["id"], frame["copy_of"], strict=True))
+    counted = frame[frame["copy_of"].isna()].copy()
+    counted["in_reply_to_id"] = [
+        firsts.get(parent) or parent if isinstance(parent, str) else parent
+        for parent in counted["in_reply_to_id"]
+    ]
+    return counted
 
 
 def _local(value: datetime, zone: ZoneInfo) -> datetime:
@@ -414,24 +440,36 @@ def _questions(
 
 
 def _contributors(frame: pd.DataFrame, chat: Chat) -> list[dict[str, Any]]:
-    """The most active accounts in the chat hour."""
+    """The most active people in the chat hour (linked accounts together, shown by the account
+    they posted most with; `accounts` lists them all)."""
     part = frame[frame["in_window"]]
     if not len(part):
         return []
     roles = roles_of(chat)
     question_posts = {q.post_id for q in chat.questions if q.post_id}
     out = []
-    for author_id, posts in part.groupby("author_id"):
+    for person, posts in part.groupby("person"):
         originals = posts[posts["kind"] != "retweet"]
         answers = originals[originals["question"].notna() & ~originals["id"].isin(question_posts)]
-        username = str(posts["username"].iloc[0])
+        per_account = posts.groupby("author_id").size().sort_values(ascending=False, kind="stable")
+        main = posts[posts["author_id"] == per_account.index[0]]
+        username = str(main["username"].iloc[0])
+        accounts = []
+        for author_id in per_account.index:
+            first = posts[posts["author_id"] == author_id].iloc[0]
+            accounts.append({"network": str(first["network"]), "username": str(first["username"])})
+        role = next(
+            (roles[a["username"].lower()] for a in accounts if a["username"].lower() in roles), ""
+        )
         out.append(
             {
-                "author_id": author_id,
-                "network": str(posts["network"].iloc[0]),
+                "author_id": str(per_account.index[0]),
+                "person": person,
+                "network": str(main["network"].iloc[0]),
+                "accounts": accounts,
                 "username": username,
-                "name": str(posts["name"].iloc[0]),
-                "role": roles.get(username.lower(), ""),
+                "name": str(main["name"].iloc[0]),
+                "role": role,
                 "posts": len(posts),
                 "original_tweets": len(originals),
                 "answers": len(answers),
@@ -446,8 +484,13 @@ def _contributors(frame: pd.DataFrame, chat: Chat) -> list[dict[str, Any]]:
 
 
 def authors(session: Session, chat: Chat, *, hour_only: bool = False) -> set[str]:
-    """The accounts with a collected post in the chat (in its hour only, if asked)."""
-    query = select(ChatPost.author_id).distinct().where(ChatPost.chat_id == chat.id)
+    """The people (linked accounts as one) with a collected post in the chat that counts (in
+    its hour only, if asked)."""
+    query = (
+        select(ChatPost.person)
+        .distinct()
+        .where(ChatPost.chat_id == chat.id, ChatPost.copy_of.is_(None))
+    )
     if hour_only:
         query = query.where(ChatPost.created_at >= chat.start_at, ChatPost.created_at < chat.end_at)
     return set(session.scalars(query))
@@ -463,9 +506,9 @@ def returning_split(session: Session, chat: Chat) -> dict[str, Any] | None:
     if earlier:
         seen = set(
             session.scalars(
-                select(ChatPost.author_id)
+                select(ChatPost.person)
                 .distinct()
-                .where(ChatPost.chat_id.in_([c.id for c in earlier]))
+                .where(ChatPost.chat_id.in_([c.id for c in earlier]), ChatPost.copy_of.is_(None))
             )
         )
     returning = len(hour & seen)
@@ -498,8 +541,14 @@ def _quiet_stretches(minutely: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _collection(
-    session: Session, chat: Chat, frame: pd.DataFrame, minutely: list[dict[str, Any]]
+    session: Session,
+    chat: Chat,
+    every: pd.DataFrame,
+    frame: pd.DataFrame,
+    minutely: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """How the posts were collected: `every` is every collected post, `frame` those that count
+    (cross-posts' copies left out)."""
     states = list(
         session.scalars(
             select(SourceState).where(SourceState.chat_id == chat.id).order_by(SourceState.source)
@@ -526,15 +575,16 @@ def _collection(
         "source": chat.source,
         "states": states,
         "outages": chat_outages(session, chat),
-        "posts": len(frame),
-        "first": frame["created"].min() if len(frame) else None,
-        "last": frame["created"].max() if len(frame) else None,
+        "posts": len(every),
+        "copies": int(every["copy_of"].notna().sum()) if len(every) else 0,
+        "first": every["created"].min() if len(every) else None,
+        "last": every["created"].max() if len(every) else None,
         "retweets_collected": len(collected_rts),
         "retweets_of_originals_collected": collected_total,
         "retweets_by_metrics": metric_total,
         "originals_from_metrics": from_metrics,
         "tag_methods": methods,
-        "networks": _networks(frame),
+        "networks": _networks(every),
         "quiet": _quiet_stretches(minutely),
         "posts_read": sum(s.posts_read for s in states),
         "requests": sum(s.requests for s in states),
@@ -553,6 +603,7 @@ def _networks(frame: pd.DataFrame) -> list[dict[str, Any]]:
         out.append(
             {
                 "network": network,
+                "copies": int(posts["copy_of"].notna().sum()),
                 "posts": len(posts),
                 "original_tweets": len(posts) - retweets,
                 "retweets": retweets,
@@ -565,7 +616,8 @@ def _networks(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def build_chat_report(session: Session, chat: Chat) -> ChatReport:
     zone = ZoneInfo(chat.timezone)
     figures = {window: chat_stats(session, chat, window) for window in ("chat", "all")}
-    frame = _frame(session, chat)
+    collected = _frame(session, chat)
+    frame = _counted(collected)
     hourly, minutely, hour_bin = _activity(frame, chat, zone)
     top = figures["chat"]["top_tweets"] or figures["all"]["top_tweets"]
     most_popular = None
@@ -598,7 +650,7 @@ def build_chat_report(session: Session, chat: Chat) -> ChatReport:
         questions=_questions(session, chat, figures, frame),
         contributors=_contributors(frame, chat),
         returning=returning_split(session, chat),
-        collection=_collection(session, chat, frame, minutely),
+        collection=_collection(session, chat, collected, frame, minutely),
         question_marks=marks,
     )
 

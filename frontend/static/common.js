@@ -148,6 +148,31 @@ export function postLink(post, label) {
   });
 }
 
+/**
+ * "also on Bluesky": a cross-post's copies on other networks (the post's `also`), each a link to
+ * its own site when it has a safe one; null when the post has none.
+ */
+export function alsoLinks(post) {
+  const also = Array.isArray(post?.also) ? post.also : [];
+  const parts = [];
+  for (const copy of also) {
+    const network = postNetwork(copy);
+    if (!network) continue;
+    const href = postUrl(copy);
+    if (parts.length) parts.push(", ");
+    parts.push(href
+      ? el("a", {
+        className: "post__also-link",
+        text: NETWORKS[network],
+        dataset: { network },
+        attrs: { href, target: "_blank", rel: "noopener noreferrer" },
+      })
+      : el("span", { className: "post__also-link", text: NETWORKS[network], dataset: { network } }));
+  }
+  if (!parts.length) return null;
+  return el("span", { className: "post__also", title: "The same post on other networks: shown and counted once" }, ["also on ", ...parts]);
+}
+
 /** A coloured initial for an account: no images are loaded from anywhere. */
 export function avatar(post) {
   const name = String(post?.name || post?.username || "?");

@@ -6,6 +6,7 @@ import {
   LiveConnection,
   NETWORKS,
   api,
+  alsoLinks,
   avatar,
   chatApi,
   clear,
@@ -238,6 +239,7 @@ function applyUpdate(message) {
   for (const id of message.wall_remove || []) state.wall.delete(String(id));
   remember(message.posts);
   for (const change of message.retagged || []) retagLocally(String(change.id), change.question ?? null);
+  for (const change of message.also || []) alsoLocally(String(change.id), change.also || []);
   takeCommon(message);
   if (message.screen) setScreen(message.screen);
   renderQueue();
@@ -376,6 +378,8 @@ function postItem(raw, actions) {
   const foot = el("footer", { className: "item__foot" });
   const link = postLink(post);
   if (link) foot.append(link);
+  const also = alsoLinks(post);
+  if (also) foot.append(also);
   const claimedBy = el("span", { className: "claimed-by", text: "" });
   if (post.claimed_by) claimedBy.textContent = mine ? "Claimed by you" : `Claimed by ${post.claimed_by}`;
   else claimedBy.hidden = true;
@@ -666,6 +670,16 @@ function optimistic(id, action, value) {
     default:
   }
   state.marks.set(id, marks);
+}
+
+/** A post's cross-posts changed: its "also on" links in every list that holds it. */
+function alsoLocally(id, also) {
+  const queued = state.queue.get(id);
+  if (queued) state.queue.set(id, { ...queued, also });
+  const found = state.search?.posts.find((p) => String(p.id) === id);
+  if (found) found.also = also;
+  const recent = state.recent.get(id);
+  if (recent) recent.also = also;
 }
 
 function retagLocally(id, question) {

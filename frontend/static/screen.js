@@ -2,6 +2,7 @@
 
 import {
   LiveConnection,
+  alsoLinks,
   avatar,
   clear,
   connectionIndicator,
@@ -157,6 +158,7 @@ function applyUpdate(message) {
   if (Array.isArray(message.wall_remove)) removeFromWall(message.wall_remove.map(String));
   if (Array.isArray(message.pinned)) state.pinned = message.pinned;
   if (Array.isArray(message.retagged)) retag(message.retagged);
+  if (Array.isArray(message.also)) updateAlso(message.also);
   takeCommon(message);
   renderAll();
   if (Array.isArray(message.wall_add)) queueForWall(message.wall_add);
@@ -501,6 +503,7 @@ function postCard(post, pinned) {
     el("div", { className: "post-card__body" }, [
       postMeta(post, { pinned }),
       el("p", { className: "post__text", text: post.text || "" }),
+      alsoLinks(post),
     ]),
   ]);
 }
@@ -525,6 +528,21 @@ function retag(changes) {
     if (badge) badge.replaceWith(questionBadge(question));
   }
   for (const post of wall.pending) if (byId.has(String(post.id))) post.question = byId.get(String(post.id));
+}
+
+/** A post's cross-posts changed: its "also on" links, wherever it shows. */
+function updateAlso(changes) {
+  const byId = new Map(changes.map((c) => [String(c.id), Array.isArray(c.also) ? c.also : []]));
+  for (const node of document.querySelectorAll(".post[data-id]")) {
+    if (!byId.has(node.dataset.id)) continue;
+    const post = { ...(node.post || {}), also: byId.get(node.dataset.id) };
+    node.post = post;
+    node.querySelector(".post__also")?.remove();
+    const links = alsoLinks(post);
+    if (links) node.querySelector(".post-card__body")?.append(links);
+  }
+  for (const post of wall.pending) if (byId.has(String(post.id))) post.also = byId.get(String(post.id));
+  state.pinned = state.pinned.map((p) => (byId.has(String(p.id)) ? { ...p, also: byId.get(String(p.id)) } : p));
 }
 
 // ---- the wall ----------------------------------------------------------------------------------

@@ -19,7 +19,15 @@ from app.db.models import Account, ChatPost, Post
 from app.errors import NotFound
 from app.export import FORMATS, MEDIA_TYPES, chat_info, export_chat
 from app.links import NETWORKS
-from app.stats import Window, answers_filter, chat_stats, post_object, posts_query, unanswered_query
+from app.stats import (
+    Window,
+    answers_filter,
+    chat_stats,
+    post_object,
+    posts_query,
+    unanswered_query,
+    with_also,
+)
 
 router = APIRouter(prefix="/api")
 
@@ -56,9 +64,10 @@ def posts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """The chat's collected posts, newest first, with filters."""
+    """The chat's collected posts, newest first, with filters. A cross-post shows once: its
+    copies on other networks are listed under the first post's `also`."""
     query, _ = posts_query(chat)
-    where = [ChatPost.chat_id == chat.id]
+    where = [ChatPost.chat_id == chat.id, ChatPost.copy_of.is_(None)]
     if question == 0:
         where.append(ChatPost.question.is_(None))
     elif question is not None:
@@ -90,7 +99,8 @@ def posts(
         .limit(limit)
         .offset(offset)
     )
-    return {"total": total or 0, "posts": [post_object(*row) for row in rows]}
+    items = with_also(session, chat.id, [post_object(*row) for row in rows])
+    return {"total": total or 0, "posts": items}
 
 
 @router.get("/chats/{slug}/unanswered")
@@ -114,7 +124,7 @@ def unanswered(
         .order_by(ChatPost.created_at.desc(), ChatPost.post_id.desc())
         .limit(limit)
     )
-    items = [post_object(*row) for row in rows]
+    items = with_also(session, chat.id, [post_object(*row) for row in rows])
     return {"count": len(items), "posts": items}
 
 
