@@ -290,51 +290,50 @@ def answers_filter(
 def unanswered_query(chat: Chat, answers_where: ColumnElement[bool], staff_ids: list[str]) -> Any:
     """Answers by neither host nor panel, with no collected reply from them (to the answer or to
     one of its cross-posts' copies), not handled."""
-    reply = aliased(Post)
-    reply_member = aliased(ChatPost)
     copy = aliased(ChatPost)
     condition = and_(answers_where, ChatPost.handled.is_(False))
     if staff_ids:
-        # Driven from the answer: its replies through ix_posts_in_reply_to, then each reply's
-        # membership by primary key (scanning the chat's members per answer was O(n^2)).
-        answered = exists(
-            select(literal(1))
-            .select_from(reply)
-            .join(
-                reply_member,
-                and_(
-                    reply_member.chat_id == chat.id,
-                    reply_member.network == reply.network,
-                    reply_member.post_id == reply.id,
-                ),
-            )
-            .where(
-                reply.network == ChatPost.network,
-                reply.in_reply_to_id == ChatPost.post_id,
-                reply.author_id.in_(staff_ids),
-            )
-        )
-        # A reply to a copy (the same answer on another network) answers it too.
+        answered = _staff_replied(chat, staff_ids, ChatPost.network, ChatPost.post_id)
+        # A reply to a copy (the same answer on another network) answers it too: from the
+        # answer to its copies through ix_chat_posts_chat_copy_of, then as above.
         answered_copy = exists(
             select(literal(1))
             .select_from(copy)
-            .join(reply, and_(reply.network == copy.network, reply.in_reply_to_id == copy.post_id))
-            .join(
-                reply_member,
-                and_(
-                    reply_member.chat_id == chat.id,
-                    reply_member.network == reply.network,
-                    reply_member.post_id == reply.id,
-                ),
-            )
             .where(
                 copy.chat_id == chat.id,
                 copy.copy_of == ChatPost.post_id,
-                reply.author_id.in_(staff_ids),
+                _staff_replied(chat, staff_ids, copy.network, copy.post_id),
             )
         )
         condition = and_(condition, ChatPost.author_id.not_in(staff_ids), ~answered, ~answered_copy)
     return condition
+
+
+def _staff_replied(
+    chat: Chat, staff_ids: list[str], network: Any, post_id: Any
+) -> ColumnElement[bool]:
+    """Whether the chat collected a reply by a host or panel member to the post (network,
+    post_id). Driven from the post: its replies through ix_posts_in_reply_to, then each reply's
+    membership by primary key (scanning the chat's members per post was O(n^2) on SQLite)."""
+    reply = aliased(Post)
+    reply_member = aliased(ChatPost)
+    return exists(
+        select(literal(1))
+        .select_from(reply)
+        .join(
+            reply_member,
+            and_(
+                reply_member.chat_id == chat.id,
+                reply_member.network == reply.network,
+                reply_member.post_id == reply.id,
+            ),
+        )
+        .where(
+            reply.network == network,
+            reply.in_reply_to_id == post_id,
+            reply.author_id.in_(staff_ids),
+        )
+    )
 
 
 def unanswered_count(
