@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.config import Settings
 from app.db.lookup import chunks, keyed
@@ -224,6 +225,17 @@ class LinkResult:
     chats: list[str]  # the chats whose figures changed
 
 
+def _linked_rows(session: Session, accounts: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
+    """The `linked_accounts` rows of these (network, account id) pairs."""
+    return keyed(
+        session,
+        LinkedAccount.network,
+        LinkedAccount.account_id,
+        [account_id for _, account_id in accounts],
+        account_network,
+    )
+
+
 def link(session: Session, refs: Sequence[str]) -> LinkResult:
     """Link the accounts `refs` as one person (with the accounts already linked to any of
     them)."""
@@ -234,13 +246,7 @@ def link(session: Session, refs: Sequence[str]) -> LinkResult:
     existing = dict(
         session.execute(
             select(LinkedAccount.account_id, LinkedAccount.person).where(
-                keyed(
-                    session,
-                    LinkedAccount.network,
-                    LinkedAccount.account_id,
-                    [account_id for _, account_id in wanted],
-                    account_network,
-                )
+                _linked_rows(session, wanted)
             )
         ).all()
     )
@@ -249,17 +255,7 @@ def link(session: Session, refs: Sequence[str]) -> LinkResult:
     now = datetime.now(UTC)
     stored = {
         (row.network, row.account_id): row
-        for row in session.scalars(
-            select(LinkedAccount).where(
-                keyed(
-                    session,
-                    LinkedAccount.network,
-                    LinkedAccount.account_id,
-                    [account_id for _, account_id in members],
-                    account_network,
-                )
-            )
-        )
+        for row in session.scalars(select(LinkedAccount).where(_linked_rows(session, members)))
     }
     for network, account_id in sorted(members):
         row = stored.get((network, account_id))
@@ -281,17 +277,7 @@ def unlink(session: Session, refs: Sequence[str]) -> LinkResult:
     leaving = {(a.network, a.id) for a in accounts}
     rows = {
         (row.network, row.account_id): row
-        for row in session.scalars(
-            select(LinkedAccount).where(
-                keyed(
-                    session,
-                    LinkedAccount.network,
-                    LinkedAccount.account_id,
-                    [account_id for _, account_id in leaving],
-                    account_network,
-                )
-            )
-        )
+        for row in session.scalars(select(LinkedAccount).where(_linked_rows(session, leaving)))
     }
     missing = [a for a in accounts if (a.network, a.id) not in rows]
     if missing:
@@ -300,17 +286,7 @@ def unlink(session: Session, refs: Sequence[str]) -> LinkResult:
     persons = {row.person for row in rows.values()}
     members = _members(session, persons)
     keys: dict[tuple[str, str], str] = {member: member[1] for member in leaving}
-    session.execute(
-        delete(LinkedAccount).where(
-            keyed(
-                session,
-                LinkedAccount.network,
-                LinkedAccount.account_id,
-                [account_id for _, account_id in leaving],
-                account_network,
-            )
-        )
-    )
+    session.execute(delete(LinkedAccount).where(_linked_rows(session, leaving)))
     by_person: dict[str, set[tuple[str, str]]] = {}
     for network, account_id in members - leaving:
         row = session.get(LinkedAccount, (network, account_id))
