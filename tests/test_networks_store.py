@@ -8,11 +8,12 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.chats import create_chat, get_chat
 from app.db.engine import open_database
 from app.db.models import Account, ChatPost, Poll, Post
+from app.db.statistics import Statistics
 from app.ingest.parse import Parsed, account_network, id_order, post_network
 from app.ingest.store import store_parsed
 from app.sources.bluesky import parse_post_view
@@ -125,3 +126,33 @@ def test_a_replay_plays_mastodon_and_bluesky_archives_in_time_order(tmp_path: Pa
     linked = [p for p in replies if p.in_reply_to_id]
     assert len(replies) >= 4 and len(linked) == len(replies) - 1
     assert [error.line for error in timeline.errors] == [len(statuses) + 2]
+
+
+def test_a_fast_growing_chat_keeps_postgresql_planner_statistics(database_url: str) -> None:
+    """On a fresh PostgreSQL database the store's lookups would be planned as scans of every
+    post (no statistics yet); the writer analyzes the tables as they double."""
+    engine, sessions = open_database(database_url)
+    statistics = Statistics(first=5)
+    with sessions.begin() as session:
+        chat = create_chat(
+            session,
+            slug="qi",
+            title="QI hour",
+            hashtags=["#LeadingQI", "#QIHour"],
+            hosts=["qihour"],
+            start=datetime(2023, 3, 28, 18, tzinfo=UTC),
+            end=datetime(2023, 3, 28, 19, tzinfo=UTC),
+        )
+        result = store_parsed(session, chat.id, _mastodon())
+        analyzed = statistics.grew(session, len(result.new_posts) + len(result.newly_collected))
+        again = statistics.grew(session, 1)  # next at twice what was written
+    postgres = engine.dialect.name == "postgresql"
+    assert (analyzed, again) == (postgres, False)
+    if postgres:
+        with engine.connect() as conn:
+            tuples = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE relname = 'posts'")
+            ).scalar()
+        assert tuples is not None and tuples > 0  # -1 until the table is analyzed
+        assert statistics.next_at == 2 * (statistics.written - 1)  # twice the rows at ANALYZE
+    engine.dispose()

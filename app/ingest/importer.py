@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chats import get_chat, host_name
+from app.db.statistics import Statistics
 from app.errors import ArchiveError, InvalidInput
 from app.ingest.archive import LineError, read_archive
 from app.ingest.parse import Parsed, PayloadError
@@ -93,6 +94,7 @@ def import_files(
     report = ImportReport()
     pending = Parsed()
     reader = PayloadReader(mastodon_server=server)
+    statistics = Statistics()
 
     def flush() -> None:
         nonlocal pending
@@ -100,6 +102,7 @@ def import_files(
             return
         with sessions.begin() as session:
             result = store_parsed(session, chat_id, pending)
+            statistics.grew(session, len(result.new_posts) + len(result.newly_collected))
         report.newly_collected += len(result.newly_collected)
         collected_ids = {record.id for record in pending.collected}
         report.new_context += sum(

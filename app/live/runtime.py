@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.chats import get_chat
 from app.db.lookup import keyed
 from app.db.models import Account, Chat, ChatPost, Poll, Post, SourceState
+from app.db.statistics import Statistics
 from app.export import chat_info
 from app.ingest.crossposts import CrossPosts, load_copies, save_copies
 from app.ingest.parse import Parsed, PostRecord, account_network, id_order, post_network
@@ -127,6 +128,8 @@ class ChatRuntime:
     # Posts whose cross-posts' copies changed (their `also`), for the pages that show them.
     _pending_also: set[str] = field(default_factory=set)
     _pending_change: bool = False
+    # PostgreSQL's planner statistics, kept up as this chat's ingest grows the tables.
+    _statistics: Statistics = field(default_factory=Statistics)
     # The figures as of the last update (`seq`): updates carry patches against it, and a
     # snapshot shows it (with the posts of the updates sent so far), so the two always agree.
     _sent_state: dict[str, Any] = field(default_factory=dict)
@@ -383,6 +386,7 @@ class ChatRuntime:
             changed = self.tagger.add(inputs)
             # Tagged first, so that newly collected posts are stored with their tags.
             stored = store_parsed(session, self.chat_id, parsed, self.tagger.tags())
+            self._statistics.grew(session, len(stored.new_posts) + len(stored.newly_collected))
             newly = {record.id for record in stored.newly_collected}
             persons = persons_of(session, {r.author_id for r in stored.newly_collected})
             copies = self._crossposts_add(stored.newly_collected, persons)
