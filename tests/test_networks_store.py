@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from app.chats import create_chat, get_chat
 from app.db.engine import open_database
-from app.db.models import Account, ChatPost, Poll, Post
+from app.db.models import Account, Chat, ChatPost, Poll, Post
 from app.db.statistics import Statistics
 from app.ingest.parse import Parsed, account_network, id_order, post_network
 from app.ingest.store import store_parsed
@@ -39,6 +40,19 @@ def _bluesky() -> Parsed:
     return parsed
 
 
+def _qi_chat(session: Session) -> Chat:
+    """The fixtures' chat: 28 March 2023, 18:00-19:00 UTC."""
+    return create_chat(
+        session,
+        slug="qi",
+        title="QI hour",
+        hashtags=["#LeadingQI", "#QIHour"],
+        hosts=["qihour"],
+        start=datetime(2023, 3, 28, 18, tzinfo=UTC),
+        end=datetime(2023, 3, 28, 19, tzinfo=UTC),
+    )
+
+
 def test_ids_tell_their_network() -> None:
     assert post_network("1640803720390950912") == "x"
     assert post_network("https://mastodon.social/users/qihour/statuses/110101") == "mastodon"
@@ -56,15 +70,7 @@ def test_three_networks_share_a_chat(database_url: str) -> None:
     mastodon, bluesky = _mastodon(), _bluesky()
     assert mastodon.collected and bluesky.collected
     with sessions.begin() as session:
-        chat = create_chat(
-            session,
-            slug="qi",
-            title="QI hour",
-            hashtags=["#LeadingQI", "#QIHour"],
-            hosts=["qihour"],
-            start=datetime(2023, 3, 28, 18, tzinfo=UTC),
-            end=datetime(2023, 3, 28, 19, tzinfo=UTC),
-        )
+        chat = _qi_chat(session)
         chat_id = chat.id
     for parsed in (mastodon, bluesky):
         with sessions.begin() as session:
@@ -134,15 +140,7 @@ def test_a_fast_growing_chat_keeps_postgresql_planner_statistics(database_url: s
     engine, sessions = open_database(database_url)
     statistics = Statistics(first=5)
     with sessions.begin() as session:
-        chat = create_chat(
-            session,
-            slug="qi",
-            title="QI hour",
-            hashtags=["#LeadingQI", "#QIHour"],
-            hosts=["qihour"],
-            start=datetime(2023, 3, 28, 18, tzinfo=UTC),
-            end=datetime(2023, 3, 28, 19, tzinfo=UTC),
-        )
+        chat = _qi_chat(session)
         result = store_parsed(session, chat.id, _mastodon())
         analyzed = statistics.grew(session, len(result.new_posts) + len(result.newly_collected))
         again = statistics.grew(session, 1)  # next at twice what was written

@@ -33,7 +33,7 @@ from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Chat, ChatPost, Post
-from app.ingest.parse import id_order, post_network
+from app.ingest.parse import post_network, time_order
 
 COPY_WINDOW = timedelta(minutes=5)
 
@@ -119,7 +119,7 @@ class CrossPosts:
             self._known.add(item.id)
             before.setdefault(item.id, None)
             group = self._groups.setdefault((item.person, item.key), _Group())
-            member = (item.created_at, id_order(item.id))
+            member = time_order(item)
             group.members.add(member)
             group.network[item.id] = post_network(item.id)
             for post_id, first in self._regroup(group, group.members.index(member)).items():
@@ -195,7 +195,7 @@ def load_copies(session: Session, chat: Chat) -> tuple[CrossPosts, dict[str, str
         item = crossposts.input(post_id, person, created_at, kind, text)
         if item is not None:
             inputs.append(item)
-    inputs.sort(key=lambda i: (i.created_at, id_order(i.id)))
+    inputs.sort(key=time_order)
     crossposts.add(inputs)
     wrong = {
         post_id: crossposts.copy_of(post_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 NETWORK = "x"
 T = TypeVar("T")
@@ -39,6 +39,19 @@ def account_network(account_id: str) -> str:
 def id_order(post_id: str) -> tuple[int, str]:
     """A sort key for ids of any network; X's numeric ids sort as numbers."""
     return (len(post_id), post_id)
+
+
+class _Dated(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def time_order(post: _Dated) -> tuple[datetime, tuple[int, str]]:
+    """A sort key for posts (records, live posts, tagger inputs): by time, then by id."""
+    return (post.created_at, id_order(post.id))
 
 
 class PayloadError(ValueError):

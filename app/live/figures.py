@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from sortedcontainers import SortedList
 
-from app.ingest.parse import id_order, post_network
+from app.ingest.parse import post_network, time_order
 from app.links import post_url
 from app.stats import TOP_ANSWERS, TOP_TWEETS, also_entry
 
@@ -614,7 +614,7 @@ class LiveFigures:
         copies = [
             self._entries[c].post for c in self._copies.get(post_id, ()) if c in self._entries
         ]
-        copies.sort(key=lambda p: (p.created_at, id_order(p.id)))
+        copies.sort(key=time_order)
         out = []
         for copy in copies:
             network = copy.network or post_network(copy.id)

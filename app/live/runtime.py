@@ -30,7 +30,7 @@ from app.db.models import Account, Chat, ChatPost, Poll, Post, SourceState
 from app.db.statistics import Statistics
 from app.export import chat_info
 from app.ingest.crossposts import CrossPosts, load_copies, save_copies
-from app.ingest.parse import Parsed, PostRecord, account_network, id_order, post_network
+from app.ingest.parse import Parsed, PostRecord, account_network, post_network, time_order
 from app.ingest.store import save_tags, store_parsed
 from app.ingest.tagger import Tag, Tagger, TagInput
 from app.ingest.tagging import load_tagger, record_question_posts, retag_chat, tag_inputs
@@ -455,7 +455,7 @@ class ChatRuntime:
         """Newly collected posts to the chat's cross-posts; returns what changed."""
         crossposts = self.crossposts
         assert crossposts is not None
-        ordered = sorted(records, key=lambda r: (r.created_at, id_order(r.id)))
+        ordered = sorted(records, key=time_order)
         return crossposts.add(
             crossposts.input(r.id, persons[r.author_id], r.created_at, r.kind, r.text)
             for r in ordered
@@ -506,7 +506,7 @@ class ChatRuntime:
         now = time.monotonic()
         shown = [p for p in result.new_posts if p.copy_of is None]
         shown += [p for p in (figures.live_post(i) for i in became_original) if p is not None]
-        for post in sorted(shown, key=lambda p: (p.created_at, id_order(p.id))):
+        for post in sorted(shown, key=time_order):
             item = figures.post(post.id)
             if item is not None and not post.hidden:
                 item["received_at"] = self._received_at.get(post.id, time.time())
@@ -984,7 +984,7 @@ class ChatRuntime:
             assert self.crossposts is not None
             copies = self.crossposts.add(
                 self.crossposts.input(p.id, p.person, p.created_at, p.kind, p.text)
-                for p in sorted(new_posts, key=lambda p: (p.created_at, id_order(p.id)))
+                for p in sorted(new_posts, key=time_order)
             )
             again = [str(i) for i in message.get("again") or []]
             metrics = _stored_metrics(session, set(again))

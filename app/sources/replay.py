@@ -23,7 +23,7 @@ from app.ingest.parse import (
     PollRecord,
     PostRecord,
     UserRecord,
-    id_order,
+    time_order,
 )
 from app.ingest.payloads import PayloadReader
 from app.sources.base import SourceBatch, SourceContext, SourceStatus
@@ -94,7 +94,7 @@ def load_timeline(path: Path, *, mastodon_server: str | None = None) -> Timeline
         raise ArchiveError(f"{path}: holds no posts to replay")
     for post_id in collected:
         context.pop(post_id, None)  # a collected post is released at its own time
-    posts = sorted(collected.values(), key=lambda r: (r.created_at, id_order(r.id)))
+    posts = sorted(collected.values(), key=time_order)
     return Timeline(posts, users, context, polls, errors)
 
 
