@@ -350,10 +350,11 @@ def chat_polls(session: Session, chat: Chat, where: ColumnElement[bool]) -> list
         .join(ChatPost, and_(ChatPost.network == Post.network, ChatPost.post_id == Post.id))
         .where(where, Post.poll_id.is_not(None))
         .group_by(Post.poll_id)
-        .order_by(func.min(Post.created_at))
     )
     polls = []
-    for poll_id, _at in session.execute(first_seen):
+    # By the first time each was posted, then by id (as the live figures order them): SQL's
+    # ORDER BY leaves equal times in whatever order the plan gives.
+    for poll_id, _at in sorted(session.execute(first_seen), key=lambda row: (row[1], row[0])):
         poll = session.get(Poll, (post_network(poll_id or ""), poll_id))
         if poll is None:
             continue  # the page did not include the poll object
