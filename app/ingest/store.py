@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.db.bulk import BulkInsert
 from app.db.lookup import CHUNK as _CHUNK
 from app.db.lookup import keyed
 from app.db.models import Account, ChatPost, Poll, PollOption, Post
@@ -205,8 +206,8 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
         stored.update((row[0], tuple(row[1:])) for row in found)
     table = Post.__table__
     assert isinstance(table, Table)
-    new_rows = [_post_row(by_id[post_id], now) for post_id in ids if post_id not in stored]
-    if new_rows:
+    new_records = [by_id[post_id] for post_id in ids if post_id not in stored]
+    if new_records:
         stmt = _insert(session, table)
         excluded = stmt.excluded
         # Another writer (another chat's worker) may have stored one of them meanwhile.
@@ -225,7 +226,37 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
                 "poll_id": func.coalesce(table.c.poll_id, excluded.poll_id),
             },
         )
-        session.execute(stmt, new_rows)
+        insert = BulkInsert(session, stmt, _POST_COLUMNS)
+        stamp, raw = insert.binder("created_at"), insert.binder("raw")
+        seen_at = stamp(now)
+        insert.execute(
+            session,
+            [
+                (
+                    r.network,
+                    r.id,
+                    r.author_id,
+                    stamp(r.created_at),
+                    r.text,
+                    r.kind,
+                    r.in_reply_to_id,
+                    r.in_reply_to_user_id,
+                    r.quoted_id,
+                    r.retweeted_id,
+                    r.conversation_id,
+                    r.lang,
+                    r.poll_id,
+                    r.retweet_count,
+                    r.reply_count,
+                    r.like_count,
+                    r.quote_count,
+                    r.impression_count,
+                    raw(r.raw),
+                    seen_at,
+                )
+                for r in new_records
+            ],
+        )
     grown = [
         {
             "b_network": record.network,
@@ -278,29 +309,44 @@ def _grows(stored: tuple[Any, ...], record: PostRecord) -> bool:
     )
 
 
-def _post_row(record: PostRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "network": record.network,
-        "id": record.id,
-        "author_id": record.author_id,
-        "created_at": record.created_at,
-        "text": record.text,
-        "kind": record.kind,
-        "in_reply_to_id": record.in_reply_to_id,
-        "in_reply_to_user_id": record.in_reply_to_user_id,
-        "quoted_id": record.quoted_id,
-        "retweeted_id": record.retweeted_id,
-        "conversation_id": record.conversation_id,
-        "lang": record.lang,
-        "poll_id": record.poll_id,
-        "retweet_count": record.retweet_count,
-        "reply_count": record.reply_count,
-        "like_count": record.like_count,
-        "quote_count": record.quote_count,
-        "impression_count": record.impression_count,
-        "raw": record.raw,
-        "first_seen_at": now,
-    }
+# The order of the rows `store_posts` builds (one tuple per post: `app.db.bulk`).
+_POST_COLUMNS = (
+    "network",
+    "id",
+    "author_id",
+    "created_at",
+    "text",
+    "kind",
+    "in_reply_to_id",
+    "in_reply_to_user_id",
+    "quoted_id",
+    "retweeted_id",
+    "conversation_id",
+    "lang",
+    "poll_id",
+    "retweet_count",
+    "reply_count",
+    "like_count",
+    "quote_count",
+    "impression_count",
+    "raw",
+    "first_seen_at",
+)
+_CHAT_POST_COLUMNS = (
+    "chat_id",
+    "network",
+    "post_id",
+    "created_at",
+    "author_id",
+    "person",
+    "kind",
+    "question",
+    "tag_method",
+    "manual",
+    "handled",
+    "hidden",
+    "collected_at",
+)
 
 
 def collect(
@@ -332,32 +378,38 @@ def collect(
     persons = persons_of(
         session, (by_id[post_id].author_id for post_id in ids if post_id not in existing)
     )
-    rows = [
-        {
-            "chat_id": chat_id,
-            "network": by_id[post_id].network,
-            "post_id": post_id,
-            "created_at": (record := by_id[post_id]).created_at,
-            "author_id": record.author_id,
-            "person": persons[record.author_id],
-            "kind": record.kind,
-            "question": (tag := tags.get(post_id, NO_TAG)).question,
-            "tag_method": tag.method,
-            "manual": False,
-            "handled": False,
-            "hidden": False,
-            "collected_at": now,
-        }
-        for post_id in ids
-        if post_id not in existing
-    ]
-    if rows:
+    new_ids = [post_id for post_id in ids if post_id not in existing]
+    if new_ids:
         table = ChatPost.__table__
         assert isinstance(table, Table)
         stmt = _insert(session, table).on_conflict_do_nothing(
             index_elements=["chat_id", "network", "post_id"]
         )
-        session.execute(stmt, rows)
+        insert = BulkInsert(session, stmt, _CHAT_POST_COLUMNS)
+        stamp = insert.binder("created_at")
+        collected_at = stamp(now)
+        rows = []
+        for post_id in new_ids:
+            record = by_id[post_id]
+            tag = tags.get(post_id, NO_TAG)
+            rows.append(
+                (
+                    chat_id,
+                    record.network,
+                    post_id,
+                    stamp(record.created_at),
+                    record.author_id,
+                    persons[record.author_id],
+                    record.kind,
+                    tag.question,
+                    tag.method,
+                    False,
+                    False,
+                    False,
+                    collected_at,
+                )
+            )
+        insert.execute(session, rows)
     return [post_id for post_id in by_id if post_id not in existing]
 
 
