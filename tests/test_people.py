@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from app.chats import get_chat
 from app.config import Settings
 from app.db.engine import open_database
+from app.ingest import crossposts as crossposts_module
 from app.ingest.crossposts import COPY_WINDOW, CopyInput, CrossPosts, normalize
 from app.ingest.parse import Parsed, PostRecord, UserRecord, id_order
 from app.ingest.store import store_parsed
@@ -230,6 +232,28 @@ def test_copies_only_across_networks_within_five_minutes() -> None:
         "at://did:plc:h/app.bsky.feed.post/1": "102",
         "at://did:plc:h/app.bsky.feed.post/2": None,
     }
+
+
+def test_people_on_one_network_cost_no_normalizing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts are compared only once a person is seen on a second network; what is decided is
+    the same as when every text is compared at once."""
+    calls: list[str] = []
+    original = crossposts_module.normalize
+
+    def counted(text: str, hashtags: Any) -> str:
+        calls.append(text)
+        return original(text, hashtags)
+
+    monkeypatch.setattr(crossposts_module, "normalize", counted)
+    crossposts = CrossPosts(["#QIHour"])
+    on_x = [CopyInput(str(100 + n), "helen", AT + timedelta(minutes=n), "same") for n in range(5)]
+    assert crossposts.add(on_x) == {}
+    assert calls == []
+    # Her first post elsewhere: her posts are compared now; it copies her first X post.
+    later = AT + timedelta(seconds=30)
+    changed = crossposts.add([CopyInput("https://m.example/s/1", "helen", later, "same #QIHour")])
+    assert changed == {"https://m.example/s/1": "100"}
+    assert len(calls) == 6
 
 
 NETWORK_FORMS = ["{}", "https://m.example/s/{}", "at://did:plc:h/app.bsky.feed.post/{}"]

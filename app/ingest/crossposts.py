@@ -66,7 +66,7 @@ class CopyInput:
     id: str
     person: str
     created_at: datetime
-    key: str  # the normalized text
+    text: str
 
 
 _Member = tuple[datetime, tuple[int, str]]  # (created_at, id order): the group's order
@@ -82,25 +82,32 @@ class _Group:
 
 
 class CrossPosts:
-    """A chat's posts grouped by person and text, and which are copies of which."""
+    """A chat's posts grouped by person and text, and which are copies of which.
+
+    Most people post on one network only, and a post has a copy only on another network: a
+    person's posts wait unread (`_waiting`) until the person's first post on a second network
+    arrives; only then are their texts normalized and grouped. What is decided does not depend
+    on when that happens (the groups depend on the set of posts alone), so this changes no
+    answer, only the work: a chat on one network normalizes no text at all.
+    """
 
     def __init__(self, hashtags: Iterable[str]) -> None:
         self.hashtags = tuple(hashtags)
         self._groups: dict[tuple[str, str], _Group] = {}
         self._known: set[str] = set()
         self._copy_of: dict[str, str] = {}
+        self._mixed: set[str] = set()  # people seen on two networks or more
+        self._network_of_person: dict[str, str] = {}  # the others' one network
+        self._waiting: dict[str, list[CopyInput]] = {}  # the others' posts, not grouped yet
 
     def input(
         self, post_id: str, person: str, created_at: datetime, kind: str, text: str
     ) -> CopyInput | None:
-        """The post as an input, or None when it can be no one's copy nor have one (a retweet,
-        a text of links and hashtags only)."""
+        """The post as an input, or None when it can be no one's copy nor have one (a
+        retweet)."""
         if kind == "retweet":
             return None
-        key = normalize(text, self.hashtags)
-        if not key:
-            return None
-        return CopyInput(post_id, person, created_at, key)
+        return CopyInput(post_id, person, created_at, text)
 
     def copy_of(self, post_id: str) -> str | None:
         return self._copy_of.get(post_id)
@@ -117,22 +124,42 @@ class CrossPosts:
             if item is None or item.id in self._known:
                 continue
             self._known.add(item.id)
-            before.setdefault(item.id, None)
-            group = self._groups.setdefault((item.person, item.key), _Group())
-            member = time_order(item)
-            group.members.add(member)
-            group.network[item.id] = post_network(item.id)
-            for post_id, first in self._regroup(group, group.members.index(member)).items():
-                before.setdefault(post_id, self._copy_of.get(post_id))
-                if first is None:
-                    self._copy_of.pop(post_id, None)
-                else:
-                    self._copy_of[post_id] = first
+            person, network = item.person, post_network(item.id)
+            if person in self._mixed:
+                self._group(item, before)
+            elif person not in self._waiting:
+                self._network_of_person[person] = network
+                self._waiting[person] = [item]
+            elif self._network_of_person[person] == network:
+                self._waiting[person].append(item)
+            else:  # a second network: the person's posts so far are grouped now
+                self._mixed.add(person)
+                del self._network_of_person[person]
+                for waiting in self._waiting.pop(person):
+                    self._group(waiting, before)
+                self._group(item, before)
         return {
             post_id: self._copy_of.get(post_id)
             for post_id, old in before.items()
             if self._copy_of.get(post_id) != old
         }
+
+    def _group(self, item: CopyInput, before: dict[str, str | None]) -> None:
+        """Put a post in the group of its person and text, and decide that group again."""
+        key = normalize(item.text, self.hashtags)
+        if not key:
+            return  # a text of links and hashtags only: nobody's copy
+        before.setdefault(item.id, None)
+        group = self._groups.setdefault((item.person, key), _Group())
+        member = time_order(item)
+        group.members.add(member)
+        group.network[item.id] = post_network(item.id)
+        for post_id, first in self._regroup(group, group.members.index(member)).items():
+            before.setdefault(post_id, self._copy_of.get(post_id))
+            if first is None:
+                self._copy_of.pop(post_id, None)
+            else:
+                self._copy_of[post_id] = first
 
     @staticmethod
     def _regroup(group: _Group, start: int) -> dict[str, str | None]:
