@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Dialect, Table
+from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -64,7 +64,7 @@ class BulkInsert:
         process = column_type.dialect_impl(self.dialect).bind_processor(self.dialect)
         return process if process is not None else _same
 
-    def execute(self, session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    def execute(self, target: Session | Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
         extra, reorder = self._extra, self._reorder
@@ -72,7 +72,8 @@ class BulkInsert:
             rows = [row + extra for row in rows]
         if reorder is not None:
             rows = list(map(reorder, rows))
-        session.connection().exec_driver_sql(self.sql, list(rows))
+        connection = target.connection() if isinstance(target, Session) else target
+        connection.exec_driver_sql(self.sql, list(rows))
 
 
 def _same(value: Any) -> Any:

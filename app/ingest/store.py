@@ -226,7 +226,7 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
                 "poll_id": func.coalesce(table.c.poll_id, excluded.poll_id),
             },
         )
-        insert = BulkInsert(session, stmt, _POST_COLUMNS)
+        insert = BulkInsert(session, stmt, POST_COLUMNS)
         stamp, raw = insert.binder("created_at"), insert.binder("raw")
         seen_at = stamp(now)
         insert.execute(
@@ -310,7 +310,7 @@ def _grows(stored: tuple[Any, ...], record: PostRecord) -> bool:
 
 
 # The order of the rows `store_posts` builds (one tuple per post: `app.db.bulk`).
-_POST_COLUMNS = (
+POST_COLUMNS = (
     "network",
     "id",
     "author_id",
@@ -332,7 +332,7 @@ _POST_COLUMNS = (
     "raw",
     "first_seen_at",
 )
-_CHAT_POST_COLUMNS = (
+CHAT_POST_COLUMNS = (
     "chat_id",
     "network",
     "post_id",
@@ -385,7 +385,7 @@ def collect(
         stmt = _insert(session, table).on_conflict_do_nothing(
             index_elements=["chat_id", "network", "post_id"]
         )
-        insert = BulkInsert(session, stmt, _CHAT_POST_COLUMNS)
+        insert = BulkInsert(session, stmt, CHAT_POST_COLUMNS)
         stamp = insert.binder("created_at")
         collected_at = stamp(now)
         rows = []
