@@ -32,11 +32,16 @@ from app.ingest.parse import (
 from app.ingest.tagger import NO_TAG, Tag
 from app.people import persons_of
 
+# A post's public metrics as stored: retweets, likes, replies, quotes, impressions.
+Metrics = tuple[int, int, int, int, int | None]
+
 
 @dataclass(slots=True)
 class StoreResult:
     new_posts: list[PostRecord]  # posts not stored before (collected or context)
     newly_collected: list[PostRecord]  # posts this chat had not collected before
+    # Every post of the batch: its metrics as stored now (each the largest of every copy seen).
+    metrics: dict[str, Metrics]
 
 
 def _insert(session: Session, table: Table) -> Any:
@@ -182,13 +187,15 @@ def store_polls(session: Session, polls: Iterable[PollRecord]) -> None:
     session.execute(ostmt, option_rows)
 
 
-def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) -> list[str]:
+def store_posts(
+    session: Session, records: Iterable[PostRecord], now: datetime
+) -> tuple[list[str], dict[str, Metrics]]:
     """Store posts: new ones whole; of those stored before, only metrics that grew and a poll
     first seen (a post in `includes` comes again with every reply and retweet of it). Returns
-    the ids that were not stored before."""
+    the ids that were not stored before, and every post's metrics as now stored."""
     by_id = _dedupe_posts(records)
     if not by_id:
-        return []
+        return [], {}
     ids = sorted(by_id)  # a fixed order avoids deadlocks between writers
     stored: dict[str, tuple[Any, ...]] = {}
     for start in range(0, len(ids), _CHUNK):
@@ -290,7 +297,33 @@ def store_posts(session: Session, records: Iterable[PostRecord], now: datetime) 
             ),
             grown,
         )
-    return [post_id for post_id in by_id if post_id not in stored]
+    metrics: dict[str, Metrics] = {}
+    for post_id, record in by_id.items():
+        mine: Metrics = (
+            record.retweet_count,
+            record.like_count,
+            record.reply_count,
+            record.quote_count,
+            record.impression_count,
+        )
+        seen = stored.get(post_id)
+        if seen is not None:  # (retweets, replies, likes, quotes, impressions, poll) stored
+            mine = (
+                max(mine[0], seen[0]),
+                max(mine[1], seen[2]),
+                max(mine[2], seen[1]),
+                max(mine[3], seen[3]),
+                _max_or_none(mine[4], seen[4]),
+            )
+        metrics[post_id] = mine
+    return [post_id for post_id in by_id if post_id not in stored], metrics
+
+
+def _max_or_none(a: int | None, b: int | None) -> int | None:
+    """The store's coalesce(greatest(a, b), b, a): a missing value never erases one."""
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
 
 
 def _grows(stored: tuple[Any, ...], record: PostRecord) -> bool:
@@ -452,10 +485,12 @@ def store_parsed(
     store_users(session, parsed.users)
     store_polls(session, parsed.polls)
     all_posts = _dedupe_posts([*parsed.context, *parsed.collected])
-    new_ids = set(store_posts(session, all_posts.values(), now))
+    stored, metrics = store_posts(session, all_posts.values(), now)
+    new_ids = set(stored)
     collected = {record.id: all_posts[record.id] for record in parsed.collected}
     newly = set(collect(session, chat_id, collected.values(), now, tags))
     return StoreResult(
         new_posts=[all_posts[post_id] for post_id in all_posts if post_id in new_ids],
         newly_collected=[collected[post_id] for post_id in collected if post_id in newly],
+        metrics=metrics,
     )

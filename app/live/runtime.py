@@ -31,7 +31,7 @@ from app.db.statistics import Statistics
 from app.export import chat_info
 from app.ingest.crossposts import CrossPosts, load_copies, save_copies
 from app.ingest.parse import Parsed, PostRecord, account_network, post_network, time_order
-from app.ingest.store import save_tags, store_parsed
+from app.ingest.store import Metrics, save_tags, store_parsed
 from app.ingest.tagger import Tag, Tagger, TagInput
 from app.ingest.tagging import load_tagger, record_question_posts, retag_chat, tag_inputs
 from app.links import status_url_of
@@ -56,9 +56,6 @@ FLUSH_TICK = 0.01  # how often the flusher looks for changes
 LATEST = 50
 # What a page shows of an unanswered post that can change while it waits.
 QUEUE_SHOWN = ("claimed_by", "hidden", "pinned", "approved", "on_screen", "held", "question")
-
-
-Metrics = tuple[int, int, int, int, int | None]  # retweets, likes, replies, quotes, impressions
 
 
 @dataclass(slots=True)
@@ -406,7 +403,7 @@ class ChatRuntime:
                 questions = {q.number: q.text for q in chat.questions}
             # The store keeps the largest metrics of every copy seen, context copies included:
             # newly collected posts enter the live figures with those.
-            metrics = _stored_metrics(session, newly)
+            metrics = {post_id: stored.metrics[post_id] for post_id in newly}
             for batch in batches:
                 row = _source_row(session, self.chat_id, batch.source)
                 if batch.position:
