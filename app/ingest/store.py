@@ -42,6 +42,8 @@ class StoreResult:
     newly_collected: list[PostRecord]  # posts this chat had not collected before
     # Every post of the batch: its metrics as stored now (each the largest of every copy seen).
     metrics: dict[str, Metrics]
+    # The person of each newly collected post's author (`app.people`).
+    persons: dict[str, str]
 
 
 def _insert(session: Session, table: Table) -> Any:
@@ -215,25 +217,7 @@ def store_posts(
     assert isinstance(table, Table)
     new_records = [by_id[post_id] for post_id in ids if post_id not in stored]
     if new_records:
-        stmt = _insert(session, table)
-        excluded = stmt.excluded
-        # Another writer (another chat's worker) may have stored one of them meanwhile.
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["network", "id"],
-            set_={
-                "retweet_count": _greatest(session, table.c.retweet_count, excluded.retweet_count),
-                "reply_count": _greatest(session, table.c.reply_count, excluded.reply_count),
-                "like_count": _greatest(session, table.c.like_count, excluded.like_count),
-                "quote_count": _greatest(session, table.c.quote_count, excluded.quote_count),
-                "impression_count": func.coalesce(
-                    _greatest(session, table.c.impression_count, excluded.impression_count),
-                    excluded.impression_count,
-                    table.c.impression_count,
-                ),
-                "poll_id": func.coalesce(table.c.poll_id, excluded.poll_id),
-            },
-        )
-        insert = BulkInsert(session, stmt, POST_COLUMNS)
+        insert = BulkInsert.cached(session, "posts", lambda: _posts_upsert(session), POST_COLUMNS)
         stamp, raw = insert.binder("created_at"), insert.binder("raw")
         seen_at = stamp(now)
         insert.execute(
@@ -326,6 +310,31 @@ def _max_or_none(a: int | None, b: int | None) -> int | None:
     return a if b is None else max(a, b)
 
 
+def _posts_upsert(session: Session) -> Any:
+    """INSERT of new posts; another writer (another chat's worker) may have stored one of them
+    meanwhile: then each metric keeps the larger value."""
+    table = Post.__table__
+    assert isinstance(table, Table)
+    stmt = _insert(session, table)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["network", "id"],
+        set_={
+            "retweet_count": _greatest(session, table.c.retweet_count, excluded.retweet_count),
+            "reply_count": _greatest(session, table.c.reply_count, excluded.reply_count),
+            "like_count": _greatest(session, table.c.like_count, excluded.like_count),
+            "quote_count": _greatest(session, table.c.quote_count, excluded.quote_count),
+            "impression_count": func.coalesce(
+                _greatest(session, table.c.impression_count, excluded.impression_count),
+                excluded.impression_count,
+                table.c.impression_count,
+            ),
+            "poll_id": func.coalesce(table.c.poll_id, excluded.poll_id),
+        },
+    )
+    return stmt
+
+
 def _grows(stored: tuple[Any, ...], record: PostRecord) -> bool:
     """Whether a copy of a stored post changes it: a larger metric, or a poll not known."""
     retweets, replies, likes, quotes, impressions, poll_id = stored
@@ -388,15 +397,15 @@ def collect(
     records: Iterable[PostRecord],
     now: datetime,
     tags: Mapping[str, Tag] | None = None,
-) -> list[str]:
+) -> tuple[list[str], dict[str, str]]:
     """Make posts members of the chat, with their question tags in `tags` when known (a post
     not in it is untagged) and their author's person (`app.people`); returns the ids the chat
-    had not collected before. Whether a post is a cross-post is decided after (`copy_of` is
-    left empty: `app.ingest.crossposts`)."""
+    had not collected before, and their authors' persons. Whether a post is a cross-post is
+    decided after (`copy_of` is left empty: `app.ingest.crossposts`)."""
     tags = tags or {}
     by_id = {record.id: record for record in records}
     if not by_id:
-        return []
+        return [], {}
     ids = sorted(by_id)  # a fixed order avoids deadlocks between writers
     existing: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
@@ -413,12 +422,9 @@ def collect(
     )
     new_ids = [post_id for post_id in ids if post_id not in existing]
     if new_ids:
-        table = ChatPost.__table__
-        assert isinstance(table, Table)
-        stmt = _insert(session, table).on_conflict_do_nothing(
-            index_elements=["chat_id", "network", "post_id"]
+        insert = BulkInsert.cached(
+            session, "chat_posts", lambda: _members_insert(session), CHAT_POST_COLUMNS
         )
-        insert = BulkInsert(session, stmt, CHAT_POST_COLUMNS)
         stamp = insert.binder("created_at")
         collected_at = stamp(now)
         rows = []
@@ -443,7 +449,15 @@ def collect(
                 )
             )
         insert.execute(session, rows)
-    return [post_id for post_id in by_id if post_id not in existing]
+    return [post_id for post_id in by_id if post_id not in existing], persons
+
+
+def _members_insert(session: Session) -> Any:
+    table = ChatPost.__table__
+    assert isinstance(table, Table)
+    return _insert(session, table).on_conflict_do_nothing(
+        index_elements=["chat_id", "network", "post_id"]
+    )
 
 
 def save_tags(session: Session, chat_id: int, tags: Mapping[str, Tag]) -> None:
@@ -488,9 +502,11 @@ def store_parsed(
     stored, metrics = store_posts(session, all_posts.values(), now)
     new_ids = set(stored)
     collected = {record.id: all_posts[record.id] for record in parsed.collected}
-    newly = set(collect(session, chat_id, collected.values(), now, tags))
+    members, persons = collect(session, chat_id, collected.values(), now, tags)
+    newly = set(members)
     return StoreResult(
         new_posts=[all_posts[post_id] for post_id in all_posts if post_id in new_ids],
         newly_collected=[collected[post_id] for post_id in collected if post_id in newly],
         metrics=metrics,
+        persons=persons,
     )

@@ -42,7 +42,7 @@ from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
 from app.live.sync import LocalSync, Sync
 from app.outages import record_state
 from app.panel import screen_settings, set_manual_tag, update_screen
-from app.people import persons_of, refresh_persons
+from app.people import refresh_persons
 from app.sources.base import ChatTarget, SourceBatch, SourceStatus
 from app.stats import Window, chat_trending, iso_time, status_url_column
 
@@ -385,7 +385,7 @@ class ChatRuntime:
             stored = store_parsed(session, self.chat_id, parsed, self.tagger.tags())
             self._statistics.grew(session, len(stored.new_posts) + len(stored.newly_collected))
             newly = {record.id for record in stored.newly_collected}
-            persons = persons_of(session, {r.author_id for r in stored.newly_collected})
+            persons = stored.persons
             copies = self._crossposts_add(stored.newly_collected, persons)
             save_copies(session, self.chat_id, copies)
             retagged = {
