@@ -333,34 +333,32 @@ def main(argv: list[str] | None = None) -> int:
             def factory(name: str, backend: str = backend) -> Any:
                 return fresh_database(backend, workdir, f"ingest_{name}", args.postgres_url)
 
-            entry: dict[str, Any] = {}
-            runs = []
-            for run in range(args.repeat):
-                progress(f"{backend}: runtime path, run {run + 1}")
-                runs.append(runtime_rate(factory, lines, args.posts, args.check))
-            entry["runtime"] = measure(runs)
-            runs = []
-            for run in range(args.repeat):
-                progress(f"{backend}: bare executemany, run {run + 1}")
-                runs.append(executemany_rate(factory, batches, args.posts))
-            entry["executemany"] = measure(runs)
-            entry["ratio"] = round(
-                entry["runtime"]["posts_per_s"] / entry["executemany"]["posts_per_s"], 3
-            )
-            runs = []
-            for run in range(args.repeat):
-                progress(f"{backend}: DBAPI executemany of tuples, run {run + 1}")
-                runs.append(driver_rate(factory, batches, args.posts))
-            entry["driver_executemany"] = measure(runs)
-            entry["driver_ratio"] = round(
-                entry["runtime"]["posts_per_s"] / entry["driver_executemany"]["posts_per_s"], 3
-            )
-            if not args.no_import:
+            def repeated(label: str, run_one: Any, backend: str = backend) -> dict[str, Any]:
                 runs = []
                 for run in range(args.repeat):
-                    progress(f"{backend}: tweetchat import, run {run + 1}")
-                    runs.append(import_rate(factory, archive, args.posts))
-                entry["import"] = measure(runs)
+                    progress(f"{backend}: {label}, run {run + 1}")
+                    runs.append(run_one())
+                return measure(runs)
+
+            entry: dict[str, Any] = {
+                "runtime": repeated(
+                    "runtime path", lambda: runtime_rate(factory, lines, args.posts, args.check)
+                ),
+                "executemany": repeated(
+                    "bare executemany", lambda: executemany_rate(factory, batches, args.posts)
+                ),
+                "driver_executemany": repeated(
+                    "DBAPI executemany of tuples",
+                    lambda: driver_rate(factory, batches, args.posts),
+                ),
+            }
+            rate = entry["runtime"]["posts_per_s"]
+            entry["ratio"] = round(rate / entry["executemany"]["posts_per_s"], 3)
+            entry["driver_ratio"] = round(rate / entry["driver_executemany"]["posts_per_s"], 3)
+            if not args.no_import:
+                entry["import"] = repeated(
+                    "tweetchat import", lambda: import_rate(factory, archive, args.posts)
+                )
             results[backend] = entry
 
     sqlite = results.get("sqlite", {})
