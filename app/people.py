@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.config import Settings
-from app.db.lookup import chunks, keyed
+from app.db.lookup import Lookup, keyed
 from app.db.models import Account, Chat, ChatPost, LinkedAccount
 from app.errors import InvalidInput, NotFound
 from app.ingest.crossposts import refresh_copies
@@ -109,21 +109,16 @@ def persons_of(session: Session, author_ids: Iterable[str]) -> dict[str, str]:
     """Each author's person key (their own id unless linked)."""
     ids = sorted(set(author_ids))
     people = {author_id: author_id for author_id in ids}
-    for part in chunks(ids):
-        people.update(
-            session.execute(
-                select(LinkedAccount.account_id, LinkedAccount.person).where(
-                    keyed(
-                        session,
-                        LinkedAccount.network,
-                        LinkedAccount.account_id,
-                        part,
-                        account_network,
-                    )
-                )
-            ).all()
-        )
+    people.update((row[0], row[1]) for row in _LINKED.rows(session, ids))
     return people
+
+
+_LINKED = Lookup(
+    lambda ids: select(LinkedAccount.account_id, LinkedAccount.person).where(ids),
+    LinkedAccount.network,
+    LinkedAccount.account_id,
+    account_network,
+)
 
 
 def refresh_persons(session: Session, chat_id: int) -> None:

@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.bulk import BulkInsert
-from app.db.lookup import CHUNK as _CHUNK
-from app.db.lookup import keyed
+from app.db.lookup import Lookup
 from app.db.models import Account, ChatPost, Poll, PollOption, Post
 from app.ingest.parse import (
     Parsed,
@@ -80,6 +79,32 @@ def _dedupe_posts(records: Iterable[PostRecord]) -> dict[str, PostRecord]:
 
 _ACCOUNT_FIELDS = ("id", "username", "name", "profile_image_url", "verified", "followers_count")
 
+# What a batch looks up of the rows it is about to write, by bare ids.
+_ACCOUNTS = Lookup(
+    lambda ids: select(*(Account.__table__.c[name] for name in _ACCOUNT_FIELDS)).where(ids),
+    Account.network,
+    Account.id,
+    account_network,
+)
+_POSTS = Lookup(
+    lambda ids: select(
+        Post.id,
+        Post.retweet_count,
+        Post.reply_count,
+        Post.like_count,
+        Post.quote_count,
+        Post.impression_count,
+        Post.poll_id,
+    ).where(ids),
+    Post.network,
+    Post.id,
+)
+_MEMBERS = Lookup(
+    lambda ids: select(ChatPost.post_id).where(ChatPost.chat_id == bindparam("lookup_chat"), ids),
+    ChatPost.network,
+    ChatPost.post_id,
+)
+
 
 def store_users(session: Session, users: Iterable[UserRecord]) -> None:
     """Upsert accounts: those not stored yet, and those whose details changed."""
@@ -98,20 +123,7 @@ def store_users(session: Session, users: Iterable[UserRecord]) -> None:
     if not rows:
         return
     ids = sorted(rows)  # a fixed order avoids deadlocks between writers
-    stored: dict[str, tuple[Any, ...]] = {}
-    for start in range(0, len(ids), _CHUNK):
-        found = session.execute(
-            select(*(Account.__table__.c[name] for name in _ACCOUNT_FIELDS)).where(
-                keyed(
-                    session,
-                    Account.network,
-                    Account.id,
-                    ids[start : start + _CHUNK],
-                    account_network,
-                )
-            )
-        )
-        stored.update((row[0], tuple(row)) for row in found)
+    stored = {row[0]: tuple(row) for row in _ACCOUNTS.rows(session, ids)}
     # The same people post all through a chat: most batches bring no news of them.
     changed = [
         rows[user_id]
@@ -199,20 +211,9 @@ def store_posts(
     if not by_id:
         return [], {}
     ids = sorted(by_id)  # a fixed order avoids deadlocks between writers
-    stored: dict[str, tuple[Any, ...]] = {}
-    for start in range(0, len(ids), _CHUNK):
-        found = session.execute(
-            select(
-                Post.id,
-                Post.retweet_count,
-                Post.reply_count,
-                Post.like_count,
-                Post.quote_count,
-                Post.impression_count,
-                Post.poll_id,
-            ).where(keyed(session, Post.network, Post.id, ids[start : start + _CHUNK]))
-        )
-        stored.update((row[0], tuple(row[1:])) for row in found)
+    stored: dict[str, tuple[Any, ...]] = {
+        row[0]: tuple(row[1:]) for row in _POSTS.rows(session, ids)
+    }
     table = Post.__table__
     assert isinstance(table, Table)
     new_records = [by_id[post_id] for post_id in ids if post_id not in stored]
@@ -407,16 +408,7 @@ def collect(
     if not by_id:
         return [], {}
     ids = sorted(by_id)  # a fixed order avoids deadlocks between writers
-    existing: set[str] = set()
-    for start in range(0, len(ids), _CHUNK):
-        existing.update(
-            session.scalars(
-                select(ChatPost.post_id).where(
-                    ChatPost.chat_id == chat_id,
-                    keyed(session, ChatPost.network, ChatPost.post_id, ids[start : start + _CHUNK]),
-                )
-            )
-        )
+    existing = {row[0] for row in _MEMBERS.rows(session, ids, lookup_chat=chat_id)}
     persons = persons_of(
         session, (by_id[post_id].author_id for post_id in ids if post_id not in existing)
     )
