@@ -60,7 +60,6 @@ class BulkInsert:
         # The compiled statement takes the table's column order.
         self._reorder = None if permutation == list(range(len(order))) else itemgetter(*permutation)
         self.sql = compiled.string
-        self._binders: dict[str, Callable[[Any], Any]] = {}
 
     @classmethod
     def cached(
@@ -77,14 +76,12 @@ class BulkInsert:
 
     def binder(self, column: str) -> Callable[[Any], Any]:
         """The column type's bind processor for this database (the identity if it has none)."""
-        found = self._binders.get(column)
-        if found is None:
-            column_type = self.table.c[column].type
-            dialect = self._dialect()
-            assert dialect is not None, "the engine of this statement is gone"
-            process = column_type.dialect_impl(dialect).bind_processor(dialect)
-            found = self._binders[column] = process if process is not None else _same
-        return found
+        # Not kept: a TypeDecorator's processor holds the dialect (SQLAlchemy caches the
+        # type's dialect implementation, weakly, so asking again is cheap).
+        dialect = self._dialect()
+        assert dialect is not None, "the engine of this statement is gone"
+        process = self.table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+        return process if process is not None else _same
 
     def execute(self, target: Session | Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
