@@ -298,17 +298,17 @@ def store_posts(
                 max(mine[1], seen[2]),
                 max(mine[2], seen[1]),
                 max(mine[3], seen[3]),
-                _max_or_none(mine[4], seen[4]),
+                max_impressions(seen[4], mine[4]),
             )
         metrics[post_id] = mine
     return [post_id for post_id in by_id if post_id not in stored], metrics
 
 
-def _max_or_none(a: int | None, b: int | None) -> int | None:
-    """The store's coalesce(greatest(a, b), b, a): a missing value never erases one."""
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
+def max_impressions(old: int | None, new: int | None) -> int | None:
+    """The store's coalesce(greatest(old, new), new, old): a missing value never erases one."""
+    if old is None:
+        return new
+    return old if new is None else max(old, new)
 
 
 def _posts_upsert(session: Session) -> Any:

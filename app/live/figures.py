@@ -35,6 +35,7 @@ from typing import Any, Literal
 from sortedcontainers import SortedList
 
 from app.ingest.parse import post_network, time_order
+from app.ingest.store import max_impressions
 from app.links import post_url
 from app.stats import TOP_ANSWERS, TOP_TWEETS, also_entry
 
@@ -99,15 +100,6 @@ class _Metrics:
     reply_count: int
     quote_count: int
     impression_count: int | None
-
-
-def _max_impressions(old: int | None, new: int | None) -> int | None:
-    # The store's coalesce(greatest(old, new), new, old): a missing value never erases one.
-    if old is None:
-        return new
-    if new is None:
-        return old
-    return max(old, new)
 
 
 def _iso(value: datetime) -> str:
@@ -367,7 +359,7 @@ class LiveFigures:
                     max(seen.like_count, like_count),
                     max(seen.reply_count, reply_count),
                     max(seen.quote_count, quote_count),
-                    _max_impressions(seen.impression_count, impression_count),
+                    max_impressions(seen.impression_count, impression_count),
                 )
             self._pending_metrics[post_id] = metrics
             return
@@ -507,7 +499,7 @@ class LiveFigures:
         post.like_count = max(post.like_count, metrics.like_count)
         post.reply_count = max(post.reply_count, metrics.reply_count)
         post.quote_count = max(post.quote_count, metrics.quote_count)
-        post.impression_count = _max_impressions(post.impression_count, metrics.impression_count)
+        post.impression_count = max_impressions(post.impression_count, metrics.impression_count)
 
     def _retweets(self, post: LivePost) -> int:
         """The larger of the public metric and the retweets of it the chat collected."""
