@@ -25,7 +25,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.chats import get_chat
-from app.db.lookup import keyed
+from app.db.lookup import Lookup, keyed
 from app.db.models import Account, Chat, ChatPost, Poll, Post, SourceState
 from app.db.statistics import Statistics
 from app.export import chat_info
@@ -1035,22 +1035,22 @@ def _names(session: Session, parsed: Parsed) -> dict[str, tuple[str, str]]:
     return names
 
 
+_METRICS = Lookup(
+    lambda ids: select(
+        Post.id,
+        Post.retweet_count,
+        Post.like_count,
+        Post.reply_count,
+        Post.quote_count,
+        Post.impression_count,
+    ).where(ids),
+    Post.network,
+    Post.id,
+)
+
+
 def _stored_metrics(session: Session, ids: set[str]) -> dict[str, Metrics]:
-    found: dict[str, Metrics] = {}
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), 1000):
-        rows = session.execute(
-            select(
-                Post.id,
-                Post.retweet_count,
-                Post.like_count,
-                Post.reply_count,
-                Post.quote_count,
-                Post.impression_count,
-            ).where(keyed(session, Post.network, Post.id, ordered[start : start + 1000]))
-        ).all()
-        found.update({row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows})
-    return found
+    return {row[0]: tuple(row[1:]) for row in _METRICS.rows(session, sorted(ids))}
 
 
 def _live_post(
