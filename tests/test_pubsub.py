@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 from app.live.pubsub import Broadcast
 
@@ -52,3 +54,125 @@ def test_channels_are_separate_and_unsubscribe_cleans_up() -> None:
     message, left = asyncio.run(scenario())
     assert message == {"x": 2}
     assert left == 0
+
+
+class FakeSocket:
+    """A socket as uvicorn's WebSocket protocol behaves: a send waits only while the transport
+    has paused writing (its buffer is full), then writes."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.got: list[int] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.writable.wait()
+        if message.get("boom"):
+            raise OSError("connection reset")
+        self.got.append(message["n"])
+
+
+def test_publish_writes_to_sockets_that_take_it_at_once_without_waking_a_task() -> None:
+    async def scenario() -> tuple[list[list[int]], bool]:
+        broadcast = Broadcast()
+        sockets = [FakeSocket() for _ in range(3)]
+        async with contextlib.AsyncExitStack() as stack:
+            for socket in sockets:
+                subscription = await stack.enter_async_context(broadcast.subscribe("c"))
+                subscription.attach(socket.send)
+            for n in range(5):
+                broadcast.publish("c", {"n": n})
+            # Written by publish itself, before anything else ran: no deliver task exists.
+            got = [list(socket.got) for socket in sockets]
+            return got, subscription.busy
+
+    got, busy = asyncio.run(scenario())
+    assert got == [[0, 1, 2, 3, 4]] * 3
+    assert not busy
+
+
+def test_a_send_that_waits_goes_on_in_the_subscribers_task_in_order() -> None:
+    async def scenario() -> tuple[list[int], list[int], float | None, float | None, bool]:
+        broadcast = Broadcast()
+        fast, slow = FakeSocket(), FakeSocket()
+        async with broadcast.subscribe("c") as a, broadcast.subscribe("c") as b:
+            a.attach(fast.send)
+            b.attach(slow.send)
+            delivering = asyncio.create_task(b.deliver())
+            broadcast.publish("c", {"n": 0})
+            slow.writable.clear()  # the slow client's buffer fills up
+            for n in range(1, 6):
+                broadcast.publish("c", {"n": n})
+                await asyncio.sleep(0)
+            fast_got = list(fast.got)  # the fast one got everything at once
+            since_while_stuck = b.since
+            slow.writable.set()  # the client reads again
+            for _ in range(10):
+                await asyncio.sleep(0)
+            broadcast.publish("c", {"n": 6})  # caught up: written by publish again
+            delivering.cancel()
+            return fast_got, slow.got, since_while_stuck, b.since, b.busy
+
+    fast_got, slow_got, since_stuck, since_after, busy = asyncio.run(scenario())
+    assert fast_got == [0, 1, 2, 3, 4, 5]
+    assert slow_got == [0, 1, 2, 3, 4, 5, 6]  # every message once, in order
+    assert since_stuck is not None  # the watchdog sees the send pending
+    assert since_after is None and not busy
+
+
+def test_a_socket_that_never_drains_is_dropped_without_holding_the_others() -> None:
+    async def scenario() -> tuple[list[int], bool, int]:
+        broadcast = Broadcast(queue_size=4)
+        fast, stuck = FakeSocket(), FakeSocket()
+        stuck.writable.clear()
+        async with broadcast.subscribe("c") as a, broadcast.subscribe("c") as b:
+            a.attach(fast.send)
+            b.attach(stuck.send)
+            delivering = asyncio.create_task(b.deliver())
+            for n in range(20):
+                broadcast.publish("c", {"n": n})
+                await asyncio.sleep(0)
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
+            return fast.got, b.dropped, broadcast.subscribers("c")
+
+    fast_got, dropped, left = asyncio.run(scenario())
+    assert fast_got == list(range(20))
+    assert dropped
+    assert left == 1
+
+
+def test_an_error_in_a_send_reaches_the_subscribers_task() -> None:
+    async def scenario() -> BaseException | None:
+        broadcast = Broadcast()
+        socket = FakeSocket()
+        async with broadcast.subscribe("c") as subscription:
+            subscription.attach(socket.send)
+            broadcast.publish("c", {"n": 0, "boom": True})  # publish itself does not raise
+            try:
+                await asyncio.wait_for(subscription.deliver(), 2)
+            except OSError as exc:
+                return exc
+        return None
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, OSError) and "reset" in str(error)
+
+
+def test_messages_published_before_the_sender_is_attached_come_first() -> None:
+    async def scenario() -> list[int]:
+        broadcast = Broadcast()
+        socket = FakeSocket()
+        async with broadcast.subscribe("c") as subscription:
+            broadcast.publish("c", {"n": 0})  # while the snapshot is being sent
+            subscription.attach(socket.send)
+            broadcast.publish("c", {"n": 1})  # queued behind 0, not written ahead of it
+            delivering = asyncio.create_task(subscription.deliver())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            broadcast.publish("c", {"n": 2})
+            delivering.cancel()
+            return socket.got
+
+    assert asyncio.run(scenario()) == [0, 1, 2]

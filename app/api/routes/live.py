@@ -1,9 +1,11 @@
 """`WS /ws/chats/{slug}`: a snapshot of the chat on connect, then its coalesced live updates.
 
-One task group per connection: a receive loop (pings, and noticing the client left) and a send
-loop fed by the connection's own bounded subscription. A client that stops reading is cut off
-with close code 1013 ("try again later") and can reconnect for a fresh snapshot; it never slows
-the others.
+The broadcast writes each update to every connection whose socket takes it at once, in one loop
+(app/live/pubsub.py). Beside that, one task group per connection: a receive loop (pings, and
+noticing the client left), a send loop for the sends that had to wait and what is published
+behind them (the connection's own bounded queue), and a watchdog. A client that stops reading
+is cut off with close code 1013 ("try again later") and can reconnect for a fresh snapshot; it
+never slows the others.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
                 return
     view = (lambda message: message) if panel else _public
     async with hub.broadcast.subscribe(runtime.channel) as subscription:
-        # Subscribed before the snapshot is taken: nothing published after it is missed.
+        # Subscribed before the snapshot is taken: nothing published after it is missed (what
+        # is published before the sender is attached waits in the queue, for `deliver`).
         await websocket.send_json(view(runtime.snapshot()))
+        subscription.attach(lambda message: websocket.send_text(_encoded(message, panel)))
         outcome: tuple[int, str] | None = None  # None: the client left
         async with anyio.create_task_group() as group:
 
@@ -77,15 +81,12 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
                 group.cancel_scope.cancel()
 
             loop = asyncio.get_running_loop()
-            sending_since: float | None = None  # loop time the pending send began
 
             async def send() -> None:
-                nonlocal sending_since
+                # The broadcast sends each update itself while this socket takes them at once;
+                # here go the sends that had to wait, and what came in behind them.
                 try:
-                    while (message := await subscription.get()) is not None:
-                        sending_since = loop.time()
-                        await websocket.send_text(_encoded(message, panel))
-                        sending_since = None
+                    await subscription.deliver()
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     finish(None)
                 else:  # the subscription ended: dropped for not reading
@@ -110,7 +111,7 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
                 # than a timer per message: with thousands of connections, the per-message
                 # timers were a good part of the fan-out's CPU.
                 while True:
-                    began, now = sending_since, loop.time()
+                    began, now = subscription.since, loop.time()
                     if began is not None and now - began >= send_timeout:
                         break
                     wait = (now if began is None else began) + send_timeout - now
