@@ -169,7 +169,8 @@ class Settings(BaseSettings):
         gt=0,
         le=5,
         description="Least seconds between two live updates of a chat (a change after a quiet "
-        "spell goes out at once; changes meanwhile are sent together).",
+        "spell goes out at once; changes meanwhile are sent together; with thousands of "
+        "clients, longer: half the time the last update took to send is left for the rest).",
     )
 
     @field_validator("database_url")

@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from app.live.pubsub import Broadcast
+from app.live.runtime import UpdatePace
 
 
 def test_a_stalled_subscriber_is_dropped_and_the_others_get_everything() -> None:
@@ -176,3 +177,15 @@ def test_messages_published_before_the_sender_is_attached_come_first() -> None:
             return socket.got
 
     assert asyncio.run(scenario()) == [0, 1, 2]
+
+
+def test_updates_are_paced_by_the_interval_and_by_how_long_the_last_took_to_send() -> None:
+    pace = UpdatePace(interval=0.1)
+    assert pace.due(0.0)  # a change after a quiet spell goes out at once
+    pace.sent(0.0, 0.03)  # a thousand pages: 30 ms
+    assert not pace.due(0.09)
+    assert pace.due(0.1)  # the interval binds, not the time it took
+    pace.sent(1.0, 1.4)  # five thousand pages: 400 ms
+    assert not pace.due(1.4)
+    assert not pace.due(1.59)  # half as long again left to the rest of the server
+    assert pace.due(1.6)
