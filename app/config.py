@@ -165,7 +165,7 @@ class Settings(BaseSettings):
         "update is compressed once per connection (about 3x the server's CPU at 1,000 clients).",
     )
     update_interval: float = Field(
-        default=0.1,
+        default=0.05,
         gt=0,
         le=5,
         description="Least seconds between two live updates of a chat (a change after a quiet "

@@ -5,8 +5,9 @@ Path of a post: source → `emit` (bounded queue; a source waits when it is full
 the batch, tag it incrementally and save the sources' positions in one transaction (in a thread,
 the database driver is blocking) → after the commit, update the live figures → the flusher
 publishes an update at once, or `update_interval` after the previous one when changes come
-faster, each carrying every post collected since the previous one and a patch of the figures
-that changed (`app.live.delta`).
+faster (later when sending one to the pages takes long: `UpdatePace`), each carrying every
+post collected since the previous one and a patch of the figures that changed
+(`app.live.delta`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ T = TypeVar("T")
 
 QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
 MAX_MERGE = 50  # batches written in one transaction when they queue up
-UPDATE_INTERVAL = 0.1  # least seconds between two updates (TWEETCHAT_UPDATE_INTERVAL)
+UPDATE_INTERVAL = 0.05  # least seconds between two updates (TWEETCHAT_UPDATE_INTERVAL)
 FLUSH_TICK = 0.01  # how often the flusher looks for changes
 # The least time from an update's start to the next one's, in units of the time it took to send
 # it: the fan-out takes at most 2/3 of the event loop, whatever the number of pages.
