@@ -54,7 +54,7 @@ T = TypeVar("T")
 QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
 MAX_MERGE = 50  # batches written in one transaction when they queue up
 UPDATE_INTERVAL = 0.05  # least seconds between two updates (TWEETCHAT_UPDATE_INTERVAL)
-FLUSH_TICK = 0.01  # how often the flusher looks for changes
+FLUSH_TICK = 0.01  # how often the flusher looks for changes it was not woken for
 # The least time from an update's start to the next one's, in units of the time it took to send
 # it: the fan-out takes at most 2/3 of the event loop, whatever the number of pages.
 FANOUT_SHARE_GAP = 1.5
@@ -79,7 +79,11 @@ class UpdatePace:
     ready: float = -math.inf  # the earliest the next may begin
 
     def due(self, now: float) -> bool:
-        return now - self.last >= self.interval and now >= self.ready
+        return now >= self.next_at()
+
+    def next_at(self) -> float:
+        """The earliest loop time the next update may begin."""
+        return max(self.last + self.interval, self.ready)
 
     def sent(self, began: float, ended: float) -> None:
         self.last = began
@@ -158,6 +162,7 @@ class ChatRuntime:
     # Posts whose cross-posts' copies changed (their `also`), for the pages that show them.
     _pending_also: set[str] = field(default_factory=set)
     _pending_change: bool = False
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)  # set on a change
     # PostgreSQL's planner statistics, kept up as this chat's ingest grows the tables.
     _statistics: Statistics = field(default_factory=Statistics)
     # The figures as of the last update (`seq`): updates carry patches against it, and a
@@ -320,7 +325,7 @@ class ChatRuntime:
         view.retry_at = iso_time(status.retry_at) if status.retry_at else None
         level = logging.WARNING if status.state in ("failing", "stopped") else logging.INFO
         log.log(level, "%s %s: %s %s", self.slug, status.source, status.state, status.detail)
-        self._pending_change = True
+        self._changed()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -543,15 +548,26 @@ class ChatRuntime:
                 self._pending_posts.append(item)
                 self.screen.arrive(item, now)
         self.screen.changed.add("queue")
-        self._pending_change = True
+        self._changed()
 
     # -- updates ----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        """Something the pages show changed: the flusher sends it (at once after a quiet spell)."""
+        self._pending_change = True
+        self._wake.set()
 
     async def _flusher(self) -> None:
         loop = asyncio.get_running_loop()
         pace = UpdatePace(self.update_interval)
+        wait = FLUSH_TICK
         while True:
-            await asyncio.sleep(FLUSH_TICK)
+            # Woken by a change, or every FLUSH_TICK (held posts fall due; the screen's changes).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            self._wake.clear()
+            wait = FLUSH_TICK
             if self.screen.held:
                 self.screen.release_due(time.monotonic())
             if not (self._pending_change or self.screen.wall_add or self.screen.wall_remove):
@@ -560,6 +576,8 @@ class ChatRuntime:
             if pace.due(now):
                 self.flush()
                 pace.sent(now, loop.time())
+            else:
+                wait = max(0.0, min(FLUSH_TICK, pace.next_at() - now))
 
     def flush(self) -> None:
         self._pending_change = False
@@ -690,7 +708,7 @@ class ChatRuntime:
         if self.screen.claims.get(post_id) != row.claimed_by:
             self.screen.claim(post_id, row.claimed_by)
         self.screen.set_pins([p for p in pins if p not in self.screen.hidden])
-        self._pending_change = True
+        self._changed()
         return post
 
     async def tag_action(
@@ -742,7 +760,7 @@ class ChatRuntime:
             self.figures.set_tag(pid, tag.question, tag.method)
             self._pending_tags[pid] = tag
         self.screen.changed.add("queue")
-        self._pending_change = True
+        self._changed()
 
     async def screen_action(self, changes: dict[str, Any]) -> dict[str, Any]:
         def write() -> dict[str, Any]:
@@ -767,7 +785,7 @@ class ChatRuntime:
             for post_id in list(self.screen.held):
                 self.screen.held[post_id] = 0.0
         self.info["screen"] = settings
-        self._pending_change = True
+        self._changed()
 
     async def reload(self) -> None:
         """Read the chat again after a change of its run of show or of its people (tags,
@@ -792,7 +810,7 @@ class ChatRuntime:
         self._pending_also.update(post_id for post_id in now if post_id in wall)
         self._pending_also.update(self.screen.pinned)
         self.screen.changed.update(("chat", "pinned"))  # the run of show reaches open pages
-        self._pending_change = True
+        self._changed()
 
     def _state(self) -> dict[str, Any]:
         figures = self.figures
@@ -895,7 +913,7 @@ class ChatRuntime:
         self, trending: list[dict[str, Any]], note: str, *, announce: bool = True
     ) -> None:
         self.trending, self.trends_note = trending, note
-        self._pending_change = True
+        self._changed()
         if announce:
             self._announce({"kind": "trends", "trending": trending, "note": note})
 
@@ -956,7 +974,7 @@ class ChatRuntime:
             view.state = str(message.get("state", view.state))
             view.detail = str(message.get("detail", ""))
             view.retry_at = message.get("retry_at")
-            self._pending_change = True
+            self._changed()
         elif kind == "marks":
             post_id = str(message["id"])
             row, pins = await self.run_db(lambda: self._read_marks(post_id))
