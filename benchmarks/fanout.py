@@ -11,7 +11,8 @@ server replays the hand-made archive `tests/fixtures/qi-chat.jsonl` (or `--archi
   source hands it to the chat) to each client reading it, p50/p99/max over every (client, post)
   pair; `fanout_delay_ms`: from the update's `sent_at` (when it is published) to each client
   reading it, over every (client, update) pair; `server_side_ms`: `received_at` → `sent_at`
-  (storing, tagging, and waiting for the next update: there are at most four a second);
+  (storing, tagging, and waiting for the next update: `TWEETCHAT_UPDATE_INTERVAL`, and longer
+  when sending one takes long, see docs/live-updates.md);
 - `delivered`: the share of updates (by `seq`) and of posts (count and id checksum) each reading
   client got: every update and every post exactly once is the requirement;
 - the server process's CPU (user and system, /proc/PID/stat) from the start of the replay until
