@@ -169,6 +169,10 @@ class Broadcast:
     def subscribers(self, channel: str) -> int:
         return len(self._subscribers.get(channel, ()))
 
+    def lagging(self, channel: str) -> int:
+        """Subscribers with a send waiting or messages queued: their clients read slowly."""
+        return sum(1 for s in self._subscribers.get(channel, ()) if s.busy)
+
     def publish(self, channel: str, message: Message) -> None:
         members = self._subscribers.get(channel)
         if not members:
