@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from typing import Any
 
 from app.live.pubsub import Broadcast
-from app.live.runtime import UpdatePace
+from app.live.runtime import IDLE_LOOK, ChatRuntime, UpdatePace
 
 
 def test_a_stalled_subscriber_is_dropped_and_the_others_get_everything() -> None:
@@ -189,3 +191,14 @@ def test_updates_are_paced_by_the_interval_and_by_how_long_the_last_took_to_send
     assert not pace.due(1.4)
     assert not pace.due(1.59)  # half as long again left to the rest of the server
     assert pace.due(1.6)
+
+
+def test_an_idle_chat_sleeps_until_a_held_post_falls_due_or_a_change_wakes_it() -> None:
+    runtime = ChatRuntime(slug="idle", sessions=None, broadcast=Broadcast())  # type: ignore[arg-type]
+    assert runtime._until_held_due() == IDLE_LOOK  # nothing held: the longest sleep
+    runtime.screen.held["approval"] = math.inf  # held for approval: an action wakes it
+    assert runtime._until_held_due() == IDLE_LOOK
+    runtime.screen.held["delayed"] = time.monotonic() + 0.2  # the screen's delay
+    assert 0.1 < runtime._until_held_due() <= 0.2
+    runtime.screen.held["late"] = time.monotonic() - 1
+    assert runtime._until_held_due() == 0.0

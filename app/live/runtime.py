@@ -54,7 +54,7 @@ T = TypeVar("T")
 QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
 MAX_MERGE = 50  # batches written in one transaction when they queue up
 UPDATE_INTERVAL = 0.05  # least seconds between two updates (TWEETCHAT_UPDATE_INTERVAL)
-FLUSH_TICK = 0.01  # how often the flusher looks for changes it was not woken for
+IDLE_LOOK = 0.5  # the longest the flusher sleeps without a look (changes wake it at once)
 # The least time from an update's start to the next one's, in units of the time it took to send
 # it: the fan-out takes at most 2/3 of the event loop, whatever the number of pages.
 FANOUT_SHARE_GAP = 1.5
@@ -64,7 +64,7 @@ FANOUT_SHARE_GAP = 1.5
 class UpdatePace:
     """When the next update may go out.
 
-    Leading edge: a change after a quiet spell goes out at once (within a FLUSH_TICK); while
+    Leading edge: a change after a quiet spell goes out at once; while
     changes keep coming, one update every `interval` carries all of them. Or fewer: the
     broadcast writes an update to every socket that takes it before it returns, which takes
     tens of milliseconds for a thousand pages and hundreds for five thousand; the next update
@@ -560,16 +560,17 @@ class ChatRuntime:
     async def _flusher(self) -> None:
         loop = asyncio.get_running_loop()
         pace = UpdatePace(self.update_interval)
-        wait = FLUSH_TICK
+        wait = IDLE_LOOK
         while True:
-            # Woken by a change, or every FLUSH_TICK (held posts fall due; the screen's changes).
+            # Woken by a change (`_changed`), when the pace allows the update held back, when a
+            # post held for the screen's delay falls due, or every IDLE_LOOK seconds regardless.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             self._wake.clear()
-            wait = FLUSH_TICK
             if self.screen.held:
                 self.screen.release_due(time.monotonic())
+            wait = self._until_held_due()
             if not (self._pending_change or self.screen.wall_add or self.screen.wall_remove):
                 continue
             now = loop.time()
@@ -577,7 +578,13 @@ class ChatRuntime:
                 self.flush()
                 pace.sent(now, loop.time())
             else:
-                wait = max(0.0, min(FLUSH_TICK, pace.next_at() - now))
+                wait = min(wait, max(0.0, pace.next_at() - now))
+
+    def _until_held_due(self) -> float:
+        """Seconds until the next post held for the screen's delay falls due (at most
+        IDLE_LOOK; posts held for approval wait for an action, which wakes the flusher)."""
+        due = min((at for at in self.screen.held.values() if at != math.inf), default=math.inf)
+        return max(0.0, min(IDLE_LOOK, due - time.monotonic()))
 
     def flush(self) -> None:
         self._pending_change = False
