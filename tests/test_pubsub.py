@@ -12,53 +12,6 @@ from app.live.pubsub import Broadcast
 from app.live.runtime import IDLE_LOOK, ChatRuntime, UpdatePace
 
 
-def test_a_stalled_subscriber_is_dropped_and_the_others_get_everything() -> None:
-    async def scenario() -> tuple[list[int], bool, bool, int]:
-        broadcast = Broadcast(queue_size=4)
-        received: list[int] = []
-        async with broadcast.subscribe("c") as reader, broadcast.subscribe("c") as stalled:
-
-            async def read() -> None:
-                async for message in reader:
-                    received.append(message["n"])
-                    if message["n"] == 99:
-                        return
-
-            task = asyncio.create_task(read())
-            for n in range(100):
-                broadcast.publish("c", {"n": n})
-                await asyncio.sleep(0)  # the reader keeps up; the stalled one never reads
-            await task
-            # The stalled subscription ends at once: its iterator stops, `closed` is set.
-            leftovers = [m async for m in stalled]
-            return (
-                received,
-                stalled.dropped,
-                stalled.closed.is_set(),
-                len(leftovers) + broadcast.subscribers("c"),
-            )
-
-    received, dropped, closed, left = asyncio.run(scenario())
-    assert received == list(range(100))
-    assert dropped and closed
-    assert left == 1  # no message left to the stalled one; only the reader is still subscribed
-
-
-def test_channels_are_separate_and_unsubscribe_cleans_up() -> None:
-    async def scenario() -> tuple[dict[str, object] | None, int]:
-        broadcast = Broadcast()
-        async with broadcast.subscribe("a") as a:
-            async with broadcast.subscribe("b"):
-                broadcast.publish("b", {"x": 1})
-                broadcast.publish("a", {"x": 2})
-            message = await a.get()
-        return message, broadcast.subscribers("a") + broadcast.subscribers("b")
-
-    message, left = asyncio.run(scenario())
-    assert message == {"x": 2}
-    assert left == 0
-
-
 class FakeSocket:
     """A socket as uvicorn's WebSocket protocol behaves: a send waits only while the transport
     has paused writing (its buffer is full), then writes."""
@@ -124,7 +77,7 @@ def test_a_send_that_waits_goes_on_in_the_subscribers_task_in_order() -> None:
 
 
 def test_a_socket_that_never_drains_is_dropped_without_holding_the_others() -> None:
-    async def scenario() -> tuple[list[int], bool, int]:
+    async def scenario() -> tuple[list[int], bool, bool, int]:
         broadcast = Broadcast(queue_size=4)
         fast, stuck = FakeSocket(), FakeSocket()
         stuck.writable.clear()
@@ -135,15 +88,16 @@ def test_a_socket_that_never_drains_is_dropped_without_holding_the_others() -> N
             for n in range(20):
                 broadcast.publish("c", {"n": n})
                 await asyncio.sleep(0)
+            closed = b.closed.is_set()  # what the connection's watchdog waits on
             delivering.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await delivering
-            return fast.got, b.dropped, broadcast.subscribers("c")
+            return fast.got, b.dropped, closed, broadcast.subscribers("c")
 
-    fast_got, dropped, left = asyncio.run(scenario())
+    fast_got, dropped, closed, left = asyncio.run(scenario())
     assert fast_got == list(range(20))
-    assert dropped
-    assert left == 1
+    assert dropped and closed
+    assert left == 1  # only the fast one is still subscribed
 
 
 def test_an_error_in_a_send_reaches_the_subscribers_task() -> None:
@@ -202,3 +156,21 @@ def test_an_idle_chat_sleeps_until_a_held_post_falls_due_or_a_change_wakes_it() 
     assert 0.1 < runtime._until_held_due() <= 0.2
     runtime.screen.held["late"] = time.monotonic() - 1
     assert runtime._until_held_due() == 0.0
+
+
+def test_channels_are_separate_and_unsubscribe_cleans_up() -> None:
+    async def scenario() -> tuple[list[int], list[int], int]:
+        broadcast = Broadcast()
+        a, b = FakeSocket(), FakeSocket()
+        async with broadcast.subscribe("a") as on_a:
+            on_a.attach(a.send)
+            async with broadcast.subscribe("b") as on_b:
+                on_b.attach(b.send)
+                broadcast.publish("b", {"n": 1})
+                broadcast.publish("a", {"n": 2})
+            broadcast.publish("b", {"n": 3})  # nobody left on b
+        return a.got, b.got, broadcast.subscribers("a") + broadcast.subscribers("b")
+
+    a_got, b_got, left = asyncio.run(scenario())
+    assert a_got == [2] and b_got == [1]
+    assert left == 0

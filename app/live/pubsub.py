@@ -1,7 +1,8 @@
 """Publish/subscribe for live updates, with one bounded queue per subscriber.
 
 A subscriber that stops reading is not waited for: when its queue is full it is cut off (its
-`Subscription.dropped` is set and its iterator ends), so one slow browser never slows the others.
+`Subscription.dropped` and `closed` are set, and its `deliver` ends), so one slow browser never
+slows the others.
 It can reconnect and start again from a fresh snapshot.
 
 A subscriber with a sender (`Subscription.attach`, a WebSocket's send) gets each message written
@@ -117,23 +118,6 @@ class Subscription:
         """From now on, publish sends messages with `sender` itself; run `deliver` beside."""
         self.sender = sender
 
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._messages()
-
-    async def _messages(self) -> AsyncIterator[Message]:
-        while True:
-            message = await self.queue.get()
-            if message is None:
-                return
-            assert not isinstance(message, Pending), "a subscription with a sender: use deliver"
-            yield message
-
-    async def get(self) -> Message | None:
-        """The next message, or None once the subscription was dropped or closed."""
-        message = await self.queue.get()
-        assert not isinstance(message, Pending), "a subscription with a sender: use deliver"
-        return message
-
     async def deliver(self) -> None:
         """Send, in order, what publish could not send at once (messages queued before the
         sender was attached, a send that had to wait, what was published meanwhile); returns
@@ -187,8 +171,7 @@ class Broadcast:
                 subscription.since = asyncio.get_running_loop().time()
                 subscription.queue.put_nowait(pending)  # the queue is empty: there is room
                 continue
-            if sender is not None:
-                subscription.busy = True
+            subscription.busy = True
             try:
                 subscription.queue.put_nowait(message)
             except asyncio.QueueFull:
