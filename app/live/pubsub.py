@@ -124,8 +124,7 @@ class Subscription:
         when the subscription is dropped. Raises what the sender raises."""
         assert self.sender is not None, "attach a sender first"
         loop = asyncio.get_running_loop()
-        while (item := await self.queue.get()) is not None:
-            self.busy = True
+        while (item := await self.queue.get()) is not None:  # publish set `busy` with it
             if self.since is None:
                 self.since = loop.time()
             if isinstance(item, Pending):
