@@ -647,6 +647,39 @@ def test_adding_one_reply_to_a_large_tagger_recomputes_only_that_post() -> None:
     assert tagger._computed - before == 2
 
 
+def test_a_late_question_post_recomputes_only_what_it_moves() -> None:
+    # 30,000 answers spread over the hour, no planned times: until Q4's post arrives, question 3
+    # runs to the end of the chat.
+    posts = [*QUESTIONS]
+    for i in range(30_000):
+        minute = 15 + i * 44 / 30_000
+        posts.append(post(f"p{i}", "Walk the talk", minute=minute))
+    tagger = tagger_with(*posts)
+    assert tagger.tag("p29999") == Tag(3, "window")
+    tagger.add([post("quote", "So true", minute=50, quote="q4"), post("r", "A3 still", minute=50)])
+    before = tagger._computed
+    q4 = post("q4", "Q4. What would you stop doing tomorrow?", author=HOST, minute=40)
+    changed = tagger.add([q4])
+    # Its own post, the answers after minute 40 (now question 4's), and the post quoting it.
+    after = {f"p{i}" for i in range(30_000) if 15 + i * 44 / 30_000 >= 40}
+    assert tagger._computed - before == 1 + len(after) + 1 + 1  # and "r", after minute 40
+    assert changed == {
+        "q4": Tag(4, "prefix"),
+        "quote": Tag(4, "quote"),
+        **{pid: Tag(4, "window") for pid in after},
+    }
+    assert tagger.tag("r") == Tag(3, "prefix")  # recomputed, unchanged
+    # A question post with a number outside the planned ones makes markers of it valid: only
+    # the posts naming it are recomputed, wherever they are in the chat.
+    planned = {1: at(2), 2: at(10), 3: at(20)}
+    tagger = tagger_with(*posts, post("seven", "A7 yes"), post("x", "Yes (A7)"), chat=plan(planned))
+    assert tagger.tag("seven") == Tag(3, "window")
+    before = tagger._computed
+    changed = tagger.add([post("q7", "Q7: Bonus question!", author=HOST, minute=70)])
+    assert changed == {"q7": Tag(7, "prefix"), "seven": Tag(7, "prefix"), "x": Tag(7, "suffix")}
+    assert tagger._computed - before == 3
+
+
 # --------------------------------------------------------------------------------------------------
 # Order independence (hypothesis)
 # --------------------------------------------------------------------------------------------------

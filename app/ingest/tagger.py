@@ -12,9 +12,10 @@ Two properties shape the design:
   tagger recomputes whatever depends on what was added.
 * A chat can hold a million posts, so the tagger keeps no text (only the markers found in it, see
   `TagInput`) and adding a post costs the same whatever the tagger already holds: only the new
-  posts and their reply-descendants are recomputed. The exception is a host's question post, which
-  moves question start times and the set of valid numbers: then everything is recomputed (a few
-  times per chat).
+  posts and their reply-descendants are recomputed. A host's question post can move question start
+  times and the set of valid numbers: then the posts in the time spans whose question moved, those
+  naming a number that became valid, and the quotes of the question post are recomputed too (one
+  pass over the posts to find them).
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ class Tagger:
         """
         batch = {post.id: post for post in posts}  # a post repeated in one batch: the last wins
         touched: list[str] = []
-        questions_changed = False
+        flipped: set[str] = set()  # posts whose question number changed (new question posts)
         for post_id, post in batch.items():
             old = self._posts.get(post_id)
             if old == post:  # duplicate delivery
@@ -302,22 +303,25 @@ class Tagger:
                 if old is not None:
                     self._unlink(old)
                 self._link(post)
-            was_question = old is not None and self._question_number(old) is not None
-            if self._question_number(post) is not None:
+            number = self._question_number(post)
+            if number is not None:
                 self._question_ids.add(post_id)
-                questions_changed = True
             else:
                 self._question_ids.discard(post_id)
-                questions_changed = questions_changed or was_question
+            if number != (None if old is None else self._question_number(old)):
+                flipped.add(post_id)
             self._posts[post_id] = post
             touched.append(post_id)
         if not touched:
             return {}
-        if questions_changed:
-            # Question starts and valid numbers moved: any post's window, marker or quote tag may
-            # have changed. Rare (a few question posts per chat), so recompute everything.
+        if flipped:
+            # Question starts and valid numbers may have moved: the posts whose window, marker or
+            # quote tag that can change are recomputed with the added ones.
+            before = (self._valid, self._start_times, self._start_numbers)
             self._refresh_questions()
-            return self._recompute(set(self._posts))
+            return self._recompute(
+                self._with_descendants([*touched, *self._moved_by_questions(before, flipped)])
+            )
         return self._recompute(self._with_descendants(touched))
 
     def set_manual(self, post_id: str, question: int | None) -> dict[str, Tag]:
@@ -422,6 +426,37 @@ class Tagger:
         self._start_times = [at for _, at in ordered]
         self._start_numbers = [number for number, _ in ordered]
 
+    def _moved_by_questions(
+        self, before: tuple[frozenset[int], list[datetime], list[int]], flipped: set[str]
+    ) -> list[str]:
+        """The posts whose rules may give another tag now that the question posts changed from
+        `before` (valid numbers, start times and their numbers) and `flipped` became (or stopped
+        being) question posts: markers naming a number that became valid or stopped being so,
+        posts in a time span whose current question moved, and quotes of the flipped posts.
+
+        The rest of a post's rules read only the post, its parent's thread (its reply-ancestors
+        are recomputed first when they are in the scope) and the quoted post's own fields. One
+        pass over the posts, where recomputing them all cost ten times more (a host question
+        post arriving in a 100,000-post chat).
+        """
+        valid, times, numbers = before
+        markers = valid ^ self._valid
+        spans = _window_changes(times, numbers, self._start_times, self._start_numbers)
+        if not markers and not spans:
+            return [pid for pid, p in self._posts.items() if p.quoted_id in flipped]
+        moved = []
+        for post_id, post in self._posts.items():
+            if (
+                post.quoted_id in flipped
+                or (markers and (post.lead in markers or post.trail in markers))
+                or any(
+                    lo <= post.created_at and (hi is None or post.created_at < hi)
+                    for lo, hi in spans
+                )
+            ):
+                moved.append(post_id)
+        return moved
+
     # ---- the rules ------------------------------------------------------------------------------
 
     def _thread_of(self, post_id: str | None) -> int | None:
@@ -445,8 +480,7 @@ class Tagger:
     def _window(self, at: datetime) -> int | None:
         if at >= self._end:
             return None
-        i = bisect_right(self._start_times, at) - 1
-        return self._start_numbers[i] if i >= 0 else None
+        return _current(self._start_times, self._start_numbers, at)
 
     def _rules(self, post: TagInput, parent_thread: int | None) -> tuple[Tag, int | None]:
         """The tag of one post and its thread question, given its parent's thread question."""
@@ -528,3 +562,32 @@ class Tagger:
             if node is not None and walk_of.get(node) == walk:
                 members.update(path[path.index(node) :])
         return members
+
+
+def _current(times: list[datetime], numbers: list[int], at: datetime) -> int | None:
+    """The question current at `at`, given the start times in order and their numbers."""
+    i = bisect_right(times, at) - 1
+    return numbers[i] if i >= 0 else None
+
+
+def _window_changes(
+    old_times: list[datetime],
+    old_numbers: list[int],
+    times: list[datetime],
+    numbers: list[int],
+) -> list[tuple[datetime, datetime | None]]:
+    """The spans [from, until) (None: no end) where the current question differs between two
+    lists of starts. Between two consecutive start times of either list, both are constant."""
+    if old_times == times and old_numbers == numbers:
+        return []
+    edges = sorted(set(old_times) | set(times))
+    spans: list[tuple[datetime, datetime | None]] = []
+    for i, edge in enumerate(edges):
+        if _current(old_times, old_numbers, edge) == _current(times, numbers, edge):
+            continue
+        until = edges[i + 1] if i + 1 < len(edges) else None
+        if spans and spans[-1][1] == edge:  # joins the span before
+            spans[-1] = (spans[-1][0], until)
+        else:
+            spans.append((edge, until))
+    return spans
