@@ -240,7 +240,11 @@ def driver_rows(
             post_rows.append(tuple(binders[posts, name](row[name]) for name in POST_COLUMNS))
         chat_rows = []
         for record in collected:
-            row = {**chat_post_row(chat_id, record, now), "person": record.author_id}
+            row = {
+                **chat_post_row(chat_id, record, now),
+                "approved": False,
+                "person": record.author_id,
+            }
             chat_rows.append(tuple(binders[members, name](row[name]) for name in CHAT_POST_COLUMNS))
         rows.append((post_rows, chat_rows))
     return posts, members, rows
