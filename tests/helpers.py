@@ -59,7 +59,11 @@ class LiveServer:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app if app is not None else create_app(settings), log_level="warning", lifespan="on"
+            app if app is not None else create_app(settings),
+            log_level="warning",
+            lifespan="on",
+            # As `tweetchat serve` runs it (app/cli.py): off unless the settings turn it on.
+            ws_per_message_deflate=settings.ws_per_message_deflate,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

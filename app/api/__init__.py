@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
+from app.api.frames import PreparedFrames
 from app.config import Settings
 from app.db.engine import open_database
 from app.errors import TweetchatError
@@ -60,6 +61,8 @@ def create_app(settings: Settings, *, on_startup: StartupHook | None = None) -> 
             engine.dispose()
 
     app = FastAPI(title="tweetchat", version=__version__, lifespan=lifespan)
+    # Each live update framed once for all connections (app/api/frames.py).
+    app.add_middleware(PreparedFrames)
 
     @app.exception_handler(TweetchatError)
     async def _domain_error(_request: Request, exc: TweetchatError) -> JSONResponse:

@@ -5,13 +5,14 @@ A subscriber that stops reading is not waited for: when its queue is full it is 
 slows the others.
 It can reconnect and start again from a fresh snapshot.
 
-A subscriber with a sender (`Subscription.attach`, a WebSocket's send) gets each message written
-by `publish` itself, in one loop over the channel's subscribers, as long as its send completes
-without waiting (the socket takes the bytes): waking one task per connection per update cost
-the server twice the CPU of that loop at a thousand connections, and made the updates wait
-behind each other. A send that has to wait (the socket's buffer is full: the client reads
-slowly) is handed, as it stands, to the subscriber's own task (`Subscription.deliver`), which
-also sends whatever is published meanwhile, in order, until it has caught up.
+A subscriber with a sender (`Subscription.attach`, a WebSocket's send, and optionally a writer
+of prepared frames) gets each message written by `publish` itself, in one loop over the
+channel's subscribers, as long as its send completes without waiting (the socket takes the
+bytes): waking one task per connection per update cost the server twice the CPU of that loop at
+a thousand connections, and made the updates wait behind each other. A send that has to wait
+(the socket's buffer is full: the client reads slowly) is handed, as it stands, to the
+subscriber's own task (`Subscription.deliver`), which also sends whatever is published
+meanwhile, in order, until it has caught up.
 
 The in-memory backend serves one process; with `TWEETCHAT_REDIS_URL` the processes tell each
 other what changed (app/live/sync.py) and each publishes its own updates here.
@@ -32,6 +33,8 @@ DEFAULT_QUEUE_SIZE = 256
 
 Message = dict[str, Any]
 Sender = Callable[[Message], Coroutine[Any, Any, None]]
+# Writes a message at once and returns True, or returns False when the sender must send it.
+Writer = Callable[[Message], bool]
 
 
 class Pending:
@@ -111,12 +114,17 @@ class Subscription:
     # With a sender: publish sends at once while nothing is `busy` (a send pending, or messages
     # queued behind it); `since` is the loop time the send now pending began (None: none is).
     sender: Sender | None = None
+    writer: Writer | None = None
     busy: bool = False
     since: float | None = None
 
-    def attach(self, sender: Sender) -> None:
-        """From now on, publish sends messages with `sender` itself; run `deliver` beside."""
+    def attach(self, sender: Sender, writer: Writer | None = None) -> None:
+        """From now on, publish sends messages with `sender` itself; run `deliver` beside.
+
+        With a `writer` (app/api/frames.py), publish tries it first: what it writes costs no
+        coroutine; what it declines goes to `sender` as before."""
         self.sender = sender
+        self.writer = writer
 
     async def deliver(self) -> None:
         """Send, in order, what publish could not send at once (messages queued before the
@@ -163,6 +171,13 @@ class Broadcast:
         for subscription in list(members):
             sender = subscription.sender
             if sender is not None and not subscription.busy and subscription.queue.empty():
+                writer = subscription.writer
+                if writer is not None:
+                    try:
+                        if writer(message):
+                            continue  # written
+                    except Exception:  # the sender meets the same trouble, for this one alone
+                        log.debug("writer of %s failed", channel, exc_info=True)
                 pending = start(sender, message)
                 if pending is None:
                     continue  # sent

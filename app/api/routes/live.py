@@ -21,6 +21,7 @@ import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from app.api.frames import FRAMES, FrameWriter, text_frame
 from app.chats import get_chat
 from app.errors import TweetchatError, UnknownChat
 from app.live.hub import LiveHub
@@ -71,7 +72,11 @@ async def chat_updates(websocket: WebSocket, slug: str) -> None:
         # Subscribed before the snapshot is taken: nothing published after it is missed (what
         # is published before the sender is attached waits in the queue, for `deliver`).
         await websocket.send_json(view(runtime.snapshot()))
-        subscription.attach(lambda message: websocket.send_text(_encoded(message, panel)))
+        frames: FrameWriter | None = websocket.scope.get("extensions", {}).get(FRAMES)
+        subscription.attach(
+            lambda message: websocket.send_text(_encoded(message, panel)[0]),
+            None if frames is None else lambda message: frames.write(_encoded(message, panel)[1]),
+        )
         outcome: tuple[int, str] | None = None  # None: the client left
         async with anyio.create_task_group() as group:
 
@@ -137,16 +142,17 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in message.items() if key not in PANEL_ONLY}
 
 
-# (id of a published message, panel view) → (the message, its JSON). Every subscriber of a channel
-# gets the same message object, so it is encoded once per view rather than once per connection
-# (with a thousand connections, encoding was the larger part of the fan-out's CPU). Holding the
-# message keeps its id from being reused while it is cached.
-_ENCODED: OrderedDict[tuple[int, bool], tuple[dict[str, Any], str]] = OrderedDict()
+# (id of a published message, panel view) → (the message, its JSON, its frame). Every subscriber
+# of a channel gets the same message object, so it is encoded once per view rather than once per
+# connection (with a thousand connections, encoding was the larger part of the fan-out's CPU),
+# and framed once too (app/api/frames.py). Holding the message keeps its id from being reused
+# while it is cached.
+_ENCODED: OrderedDict[tuple[int, bool], tuple[dict[str, Any], tuple[str, bytes]]] = OrderedDict()
 ENCODED_KEPT = 64
 
 
-def _encoded(message: dict[str, Any], panel: bool) -> str:
-    """The message as the connection's view sends it, in compact JSON.
+def _encoded(message: dict[str, Any], panel: bool) -> tuple[str, bytes]:
+    """The message as the connection's view sends it, in compact JSON, and as a text frame.
 
     ASCII only (other characters as \\u escapes, the same JSON to any parser): the server encodes
     the text to UTF-8 again for every connection, and an ASCII string is copied as it is, where
@@ -158,10 +164,11 @@ def _encoded(message: dict[str, Any], panel: bool) -> str:
     if cached is not None and cached[0] is message:
         return cached[1]
     text = json.dumps(message if panel else _public(message), separators=(",", ":"))
-    _ENCODED[key] = (message, text)
+    encoded = (text, text_frame(text))
+    _ENCODED[key] = (message, encoded)
     while len(_ENCODED) > ENCODED_KEPT:
         _ENCODED.popitem(last=False)
-    return text
+    return encoded
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
