@@ -149,13 +149,19 @@ def test_updates_are_paced_by_the_interval_and_by_how_long_the_last_took_to_send
 
 def test_an_idle_chat_sleeps_until_a_held_post_falls_due_or_a_change_wakes_it() -> None:
     runtime = ChatRuntime(slug="idle", sessions=None, broadcast=Broadcast())  # type: ignore[arg-type]
-    assert runtime._until_held_due() == IDLE_LOOK  # nothing held: the longest sleep
-    runtime.screen.held["approval"] = math.inf  # held for approval: an action wakes it
-    assert runtime._until_held_due() == IDLE_LOOK
-    runtime.screen.held["delayed"] = time.monotonic() + 0.2  # the screen's delay
-    assert 0.1 < runtime._until_held_due() <= 0.2
-    runtime.screen.held["late"] = time.monotonic() - 1
-    assert runtime._until_held_due() == 0.0
+    screen = runtime.screen
+    assert runtime._release_held() == IDLE_LOOK  # nothing held: the longest sleep
+    screen.hold("approval", math.inf)  # held for approval: an action wakes it
+    assert runtime._release_held() == IDLE_LOOK
+    screen.hold("delayed", time.monotonic() + 0.2)  # the screen's delay
+    screen.hold("later", time.monotonic() + 0.3)
+    assert 0.1 < runtime._release_held() <= 0.2
+    screen.hold("late", time.monotonic() - 1)  # due already: shown now
+    assert 0.1 < runtime._release_held() <= 0.2
+    assert list(screen.wall) == ["late"] and "late" not in screen.held
+    screen.held.pop("delayed")  # hidden or approved meanwhile: the next is "later"
+    assert 0.2 < runtime._release_held() <= 0.3
+    assert list(screen.wall) == ["late"] and set(screen.held) == {"approval", "later"}
 
 
 def test_channels_are_separate_and_unsubscribe_cleans_up() -> None:

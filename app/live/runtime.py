@@ -568,9 +568,7 @@ class ChatRuntime:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             self._wake.clear()
-            if self.screen.held:
-                self.screen.release_due(time.monotonic())
-            wait = self._until_held_due()
+            wait = self._release_held()
             if not (self._pending_change or self.screen.wall_add or self.screen.wall_remove):
                 continue
             now = loop.time()
@@ -580,11 +578,13 @@ class ChatRuntime:
             else:
                 wait = min(wait, max(0.0, pace.next_at() - now))
 
-    def _until_held_due(self) -> float:
-        """Seconds until the next post held for the screen's delay falls due (at most
-        IDLE_LOOK; posts held for approval wait for an action, which wakes the flusher)."""
-        due = min((at for at in self.screen.held.values() if at != math.inf), default=math.inf)
-        return max(0.0, min(IDLE_LOOK, due - time.monotonic()))
+    def _release_held(self) -> float:
+        """Send the posts held for the screen's delay that fall due to the screen; returns the
+        seconds until the next one does (at most IDLE_LOOK; posts held for approval wait for an
+        action, which wakes the flusher)."""
+        now = time.monotonic()
+        due = self.screen.release_due(now)
+        return max(0.0, min(IDLE_LOOK, due - now))
 
     def flush(self) -> None:
         self._pending_change = False
@@ -789,8 +789,7 @@ class ChatRuntime:
             if not self.screen.allows(post):
                 self.screen.hide_from_wall(post["id"])
         if settings["mode"] == "immediate":
-            for post_id in list(self.screen.held):
-                self.screen.held[post_id] = 0.0
+            self.screen.release_all()
         self.info["screen"] = settings
         self._changed()
 

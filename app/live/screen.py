@@ -4,6 +4,8 @@ unanswered answers, and what changed since the last update."""
 
 from __future__ import annotations
 
+import heapq
+import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +44,9 @@ class ScreenState:
     settings: ScreenSettings = field(default_factory=ScreenSettings)
     wall: deque[str] = field(default_factory=lambda: deque(maxlen=WALL_SIZE))  # newest last
     held: dict[str, float] = field(default_factory=dict)  # post id → release time (inf: approval)
+    # (release time, post id) of the posts held for a time, soonest first; an entry whose post
+    # is no longer held at that time (shown, hidden, approved) is dropped when it comes up.
+    _timed: list[tuple[float, str]] = field(default_factory=list)
     approved: set[str] = field(default_factory=set)
     hidden: set[str] = field(default_factory=set)
     pinned: list[str] = field(default_factory=list)  # newest pin first
@@ -77,15 +82,37 @@ class ScreenState:
         if mode == "immediate" or (mode == "approval" and post["id"] in self.approved):
             self._show(post["id"])
         elif mode == "delay":
-            self.held[post["id"]] = now + self.settings.delay_seconds
+            self.hold(post["id"], now + self.settings.delay_seconds)
         else:
-            self.held[post["id"]] = float("inf")
+            self.hold(post["id"], math.inf)
 
-    def release_due(self, now: float) -> None:
-        for post_id, due in list(self.held.items()):
-            if due <= now:
-                del self.held[post_id]
+    def hold(self, post_id: str, until: float) -> None:
+        """Keep a post off the screen until `until` (monotonic seconds; inf: until approved)."""
+        self.held[post_id] = until
+        if until != math.inf:
+            heapq.heappush(self._timed, (until, post_id))
+
+    def release_all(self) -> None:
+        """Every held post goes to the screen at the next `release_due`."""
+        for post_id in list(self.held):
+            self.hold(post_id, 0.0)
+
+    def release_due(self, now: float) -> float:
+        """Show the posts whose time has come; returns when the next one's comes (inf: none
+        is held for a time). Costs what it releases, not what is held: in approval mode every
+        post waiting for approval is held."""
+        timed, held = self._timed, self.held
+        while timed:
+            until, post_id = timed[0]
+            if held.get(post_id) != until:  # shown, hidden, approved or held again since
+                heapq.heappop(timed)
+            elif until <= now:
+                heapq.heappop(timed)
+                del held[post_id]
                 self._show(post_id)
+            else:
+                return until
+        return math.inf
 
     def _show(self, post_id: str) -> None:
         if post_id in self.wall:
