@@ -50,11 +50,10 @@ def text_frame(text: str) -> bytes:
 class FrameWriter:
     """Writes prepared frames to one uvicorn WebSocket connection when it would take them now."""
 
-    __slots__ = ("_protocol", "written")
+    __slots__ = ("_protocol",)
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
-        self.written = 0  # frames this writer wrote itself
 
     def write(self, frame: bytes) -> bool:
         """Write `frame` now and return True, or return False (nothing written) if the ordinary
@@ -70,7 +69,6 @@ class FrameWriter:
         ):
             return False
         p.transport.write(frame)
-        self.written += 1
         return True
 
 
