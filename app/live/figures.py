@@ -508,9 +508,10 @@ class LiveFigures:
     def _answered(self, post_id: str) -> bool:
         """Whether a staff reply to the post, or to one of its copies, was collected."""
         replies = self._staff_replies
-        return bool(replies.get(post_id)) or any(
-            replies.get(copy) for copy in self._copies.get(post_id, ())
-        )
+        if replies.get(post_id):
+            return True
+        copies = self._copies.get(post_id)  # most posts have none: no generator for them
+        return copies is not None and any(replies.get(copy) for copy in copies)
 
     def _apply(self, entry: _Entry) -> None:
         """Count the changeable part of a post's contribution, and remember what was counted."""
