@@ -259,6 +259,33 @@ def test_not_a_question_marker(text: str) -> None:
     assert question_marker(text) is None
 
 
+# Texts made of what the leading scans look at: things they skip, a label, a number and a
+# separator, or not, then more of the same, in any order.
+_PIECES = st.sampled_from(
+    ["Q", "q", "A", "a", "Question", "ans", "Answer", "Re ", "re:", "RE: ", "#", "(", "[", ".",
+     ":", "-", " ", "  ", "2", "12", "0", "@amy ", "#QIHour ", "&amp;", "\U0001f600", "word",
+     "2.5", "/", ")", "\n"]
+)  # fmt: skip
+MARKER_TEXTS = st.tuples(
+    st.lists(
+        st.sampled_from(["", " ", "@amy ", "#QIHour ", "&amp; ", "\U0001f600 ", ". "]), max_size=3
+    ),
+    st.sampled_from(["", "Re ", "re: ", "#", "(", "[", "Re: #"]),
+    st.sampled_from(["Q", "q", "A", "Question", "ans", "Answer", "word", ""]),
+    st.sampled_from(["", ".", " ", "  "]),
+    st.sampled_from(["2", "12", "0", "7", "2.5", "123", ""]),
+    st.sampled_from(["", ":", ".", ")", "]", " -", " - ", "/", " /x", "word", " ", ": Q3:"]),
+    st.lists(_PIECES, max_size=5),
+).map(lambda p: "".join(p[0]) + "".join(p[1:6]) + "".join(p[6]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=MARKER_TEXTS)
+def test_a_question_marker_is_always_a_leading_marker_too(text: str) -> None:
+    # TagInput.from_text looks for a question marker only where a leading marker was found.
+    assert question_marker(text) is None or leading_marker(text) is not None
+
+
 def test_leading_marker_is_not_overridden_by_a_later_one() -> None:
     text = "A2 as we said in Q3, leaders go first A4"
     assert leading_marker(text) == 2

@@ -194,6 +194,7 @@ class TagInput:
         """Build the input of one post, finding its markers in `text`."""
         if kind == "retweet":  # almost half of a chat's posts: no need to read them
             return cls(id, author, created_at, kind, in_reply_to_id, quoted_id, None, None, None)
+        lead = leading_marker(text)
         return cls(
             id=id,
             author=author,
@@ -201,9 +202,11 @@ class TagInput:
             kind=kind,
             in_reply_to_id=in_reply_to_id,
             quoted_id=quoted_id,
-            lead=leading_marker(text),
+            lead=lead,
             trail=trailing_marker(text),
-            qmark=question_marker(text),
+            # A question marker is a leading marker too (its labels are among the answer
+            # labels, after the same skips): most posts start with none, and need no third scan.
+            qmark=None if lead is None else question_marker(text),
         )
 
 
