@@ -96,6 +96,13 @@ def test_flattened_poll_is_read() -> None:
         ({"foo": 1}, "its keys: foo"),
         ({"data": "x"}, "`data` is neither a list nor an object"),
         (tweet(id="abc"), "non-numeric id 'abc'"),
+        (tweet(id=True), "a tweet has no valid id: True"),
+        (tweet(author_id="u2"), "the author of tweet 1 has a non-numeric id 'u2'"),
+        (
+            tweet(referenced_tweets=[{"type": "quoted", "id": ""}]),
+            "a post referenced by 1 has no valid id: ''",
+        ),
+        (tweet(attachments={"poll_ids": [None]}), "the poll of tweet 1 has no valid id: None"),
         (tweet(created_at="2023-13-45"), "invalid time '2023-13-45'"),
         ({"id": "1", "text": 5}, "has no text"),
     ],
@@ -105,6 +112,11 @@ def test_malformed_objects_name_the_problem(obj: object, message: str) -> None:
         parsed = parse_object(obj)
         for problem in parsed.problems:  # items of a page are reported, not raised
             raise PayloadError(problem)
+
+
+def test_a_numeric_id_is_taken_as_its_digits() -> None:
+    parsed = parse_object(tweet(id=7, author_id=2))
+    assert [(post.id, post.author_id) for post in parsed.collected] == [("7", "2")]
 
 
 def test_error_only_responses_import_nothing() -> None:

@@ -135,9 +135,16 @@ def parse_datetime(value: Any, what: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _id(value: Any, what: str) -> str:
-    # Ids are strings in v2 JSON; a number would lose digits in JavaScript but not here.
-    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
+def _id(value: Any, what: str, of: str = "") -> str:
+    """`value` as an id; `what` (with `of` put in for its `{}`) names it in the error.
+
+    The message is made only for an error: every post has three or more ids to check.
+    """
+    if type(value) is str and value.isdigit():  # the usual case: ids are strings in v2 JSON
+        return value
+    what = what.format(of) if of else what
+    # A number would lose digits in JavaScript but not here.
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
         raise PayloadError(f"{what} has no valid id: {value!r}")
     text = str(value)
     if not text.isdigit():
@@ -157,6 +164,8 @@ def unescape_text(text: str) -> str:
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # the usual case, checked first: four metrics a post
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
@@ -219,11 +228,11 @@ def parse_tweet(obj: Any) -> PostRecord:
     author = obj.get("author_id")
     if author is None and isinstance(obj.get("author"), dict):
         author = obj["author"].get("id")
-    author_id = _id(author, f"the author of tweet {post_id}")
+    author_id = _id(author, "the author of tweet {}", post_id)
     refs: dict[str, str] = {}
     for ref in obj.get("referenced_tweets") or []:
         if isinstance(ref, dict) and ref.get("type") in ("retweeted", "quoted", "replied_to"):
-            refs.setdefault(ref["type"], _id(ref.get("id"), f"a post referenced by {post_id}"))
+            refs.setdefault(ref["type"], _id(ref.get("id"), "a post referenced by {}", post_id))
     if "retweeted" in refs:
         kind = "retweet"
     elif "quoted" in refs:
@@ -238,7 +247,7 @@ def parse_tweet(obj: Any) -> PostRecord:
     attachments = obj.get("attachments") if isinstance(obj.get("attachments"), dict) else {}
     assert isinstance(attachments, dict)
     poll_ids = attachments.get("poll_ids") or []
-    poll_id = _id(poll_ids[0], f"the poll of tweet {post_id}") if poll_ids else None
+    poll_id = _id(poll_ids[0], "the poll of tweet {}", post_id) if poll_ids else None
     reply_user = obj.get("in_reply_to_user_id")
     conversation = obj.get("conversation_id")
     lang = obj.get("lang")
