@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import pytest
 import websockets
 
 from app.config import Settings
+from app.ingest.parse import parse_object
 from app.live.lease import LocalLeases, PostgresLeases, lock_key
-from app.sources.base import SourceStatus
+from app.sources.base import SourceBatch, SourceStatus
 from tests.conftest import FIXTURES
 from tests.helpers import HubServer, make_cli_runner, recv_json
 from tests.test_live import create_chat
@@ -123,6 +125,47 @@ def test_a_new_collector_takes_in_what_it_was_not_told(
             q["answers"] for q in stats["questions"]
         ]
         assert b.call(runtime.catch_up()) == 0  # nothing twice
+
+
+def test_the_other_process_reports_when_a_post_entered_the_collector(
+    pg_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An update's posts carry received_at, when the post entered the server: a page of the
+    # process that did not collect it shows the collector's time, not when it heard of it.
+    monkeypatch.chdir(tmp_path)
+    create_chat(make_cli_runner(pg_url), "qi")
+    settings = Settings(database_url=pg_url, redis_url=redis_url)
+    page = {
+        "data": [
+            {"id": "9001", "text": "A1: late but here", "author_id": "77",
+             "created_at": "2023-03-28T18:10:00.000Z"}
+        ],
+        "includes": {"users": [{"id": "77", "username": "latecomer", "name": "Late"}]},
+    }  # fmt: skip
+    with HubServer(settings) as a, HubServer(settings) as b:
+        assert a.hub is not None and a.loop is not None
+        collector = a.call(a.hub.runtime("qi"))
+
+        async def posts_of(ws: Any) -> list[dict[str, Any]]:
+            update = await next_matching(ws, lambda m: bool(m["posts"]))
+            return list(update["posts"])
+
+        async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+            async with (
+                websockets.connect(f"ws://127.0.0.1:{a.port}/ws/chats/qi") as on_a,
+                websockets.connect(f"ws://127.0.0.1:{b.port}/ws/chats/qi") as on_b,
+            ):
+                await recv_json(on_a), await recv_json(on_b)  # the snapshots
+                began = time.time()
+                batch = SourceBatch(source="x-search", parsed=parse_object(page))
+                await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(collector.emit(batch), a.loop)  # type: ignore[arg-type]
+                )
+                return await posts_of(on_a), await posts_of(on_b), began
+
+        seen_a, seen_b, began = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert [p["id"] for p in seen_a] == [p["id"] for p in seen_b] == ["9001"]
+    assert began <= seen_a[0]["received_at"] == seen_b[0]["received_at"] < began + 5
 
 
 async def _figures(runtime: Any) -> dict[str, Any]:

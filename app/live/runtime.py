@@ -942,10 +942,14 @@ class ChatRuntime:
             entry = counts.setdefault(batch.source, [0, 0])
             entry[0] += batch.posts_read
             entry[1] += batch.requests
+        new = [post.id for post in result.new_posts]
         self._announce(
             {
                 "kind": "ingest",
-                "new": [post.id for post in result.new_posts],
+                "new": new,
+                # When each new post entered this process: the other processes' updates carry
+                # it as the post's received_at (null: not known here).
+                "received_at": [self._received_at.get(post_id) for post_id in new],
                 "inputs": result.inputs,
                 "again": [post_id for post_id, _ in result.seen_again],
                 "polls": [poll.id for poll in result.polls],
@@ -970,7 +974,20 @@ class ChatRuntime:
         kind = message.get("kind")
         if kind == "ingest":
             result = await self.run_db(lambda: self._read_ingest(message))
-            self._apply(result, [])
+            # The collecting process's received_at for its new posts (`_announce_ingest`).
+            arrived = [
+                (str(post_id), float(at))
+                for post_id, at in zip(
+                    message.get("new") or [], message.get("received_at") or [], strict=False
+                )
+                if isinstance(at, int | float) and str(post_id) not in self._received_at
+            ]
+            self._received_at.update(arrived)
+            try:
+                self._apply(result, [])
+            finally:
+                for post_id, _ in arrived:
+                    self._received_at.pop(post_id, None)
             for source, (read, requests) in dict(message.get("sources") or {}).items():
                 view = self.sources.setdefault(source, SourceView())
                 view.posts_read += int(read)
