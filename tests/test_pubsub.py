@@ -20,12 +20,23 @@ class FakeSocket:
         self.writable = asyncio.Event()
         self.writable.set()
         self.got: list[int] = []
+        self.written: list[int] = []  # by `write`
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.writable.wait()
         if message.get("boom"):
             raise OSError("connection reset")
         self.got.append(message["n"])
+
+    def write(self, message: dict[str, Any]) -> bool:
+        """As app/api/frames.py's writer: writes only when the send would not wait."""
+        if message.get("bad frame"):
+            raise RuntimeError("a writer that fails")
+        if not self.writable.is_set():
+            return False
+        self.written.append(message["n"])
+        self.got.append(message["n"])
+        return True
 
 
 def test_publish_writes_to_sockets_that_take_it_at_once_without_waking_a_task() -> None:
@@ -74,6 +85,32 @@ def test_a_send_that_waits_goes_on_in_the_subscribers_task_in_order() -> None:
     assert slow_got == [0, 1, 2, 3, 4, 5, 6]  # every message once, in order
     assert since_stuck is not None  # the watchdog sees the send pending
     assert since_after is None and not busy
+
+
+def test_a_writer_is_tried_first_and_what_it_declines_goes_through_the_sender_in_order() -> None:
+    async def scenario() -> tuple[list[int], list[int], bool]:
+        broadcast = Broadcast()
+        socket = FakeSocket()
+        async with broadcast.subscribe("c") as subscription:
+            subscription.attach(socket.send, socket.write)
+            delivering = asyncio.create_task(subscription.deliver())
+            broadcast.publish("c", {"n": 0})  # written
+            socket.writable.clear()  # paused: the writer declines, the sender waits
+            broadcast.publish("c", {"n": 1})
+            broadcast.publish("c", {"n": 2})  # queued behind it, not written past it
+            socket.writable.set()
+            broadcast.publish("c", {"n": 3})  # writable again, but 1 and 2 are not sent yet
+            for _ in range(10):
+                await asyncio.sleep(0)
+            broadcast.publish("c", {"n": 4, "bad frame": True})  # the sender takes over
+            broadcast.publish("c", {"n": 5})  # caught up: written again
+            delivering.cancel()
+            return socket.got, socket.written, subscription.busy
+
+    got, written, busy = asyncio.run(scenario())
+    assert got == [0, 1, 2, 3, 4, 5]  # every message once, in order
+    assert written == [0, 5]
+    assert not busy
 
 
 def test_a_socket_that_never_drains_is_dropped_without_holding_the_others() -> None:
