@@ -319,7 +319,7 @@ class Tagger:
             return {}
         if flipped:
             # Question starts and valid numbers may have moved: the posts whose window, marker or
-            # quote tag that can change are recomputed with the added ones.
+            # quote tag can change are recomputed with the added ones.
             before = (self._valid, self._start_times, self._start_numbers)
             self._refresh_questions()
             return self._recompute(

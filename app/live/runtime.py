@@ -937,6 +937,8 @@ class ChatRuntime:
         task.add_done_callback(self._announcing.discard)
 
     def _announce_ingest(self, result: WriteResult, batches: list[SourceBatch]) -> None:
+        if not self.sync.shared:  # one process: no one to tell, nothing to build
+            return
         counts: dict[str, list[int]] = {}
         for batch in batches:
             entry = counts.setdefault(batch.source, [0, 0])
