@@ -87,8 +87,9 @@ def available(send: Send) -> FrameWriter | None:
 
 class PreparedFrames:
     """ASGI middleware: WebSocket scopes get a `FrameWriter` in `scope["extensions"][FRAMES]`
-    when the server's connection allows one. Add it outermost (`app.add_middleware`): it must
-    see the server's own `send`."""
+    when the server's connection allows one. It must see the server's own `send`: added with
+    `app.add_middleware`, only Starlette's error middleware is outside it, and that passes a
+    WebSocket's `send` on as it is."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
