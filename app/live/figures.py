@@ -37,7 +37,7 @@ from sortedcontainers import SortedList
 from app.ingest.parse import post_network, time_order
 from app.ingest.store import max_impressions
 from app.links import post_url
-from app.stats import TOP_ANSWERS, TOP_TWEETS, also_entry
+from app.stats import TOP_ANSWERS, TOP_TWEETS, also_entry, iso_time
 
 Window = Literal["chat", "all"]
 
@@ -100,10 +100,6 @@ class _Metrics:
     reply_count: int
     quote_count: int
     impression_count: int | None
-
-
-def _iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Tally:
@@ -459,7 +455,7 @@ class LiveFigures:
         minute = self._start.replace(second=0, microsecond=0)
         while minute < self._end:
             originals, retweets = self._minutes.get(minute, (0, 0))
-            rows.append({"minute": _iso(minute), "originals": originals, "retweets": retweets})
+            rows.append({"minute": iso_time(minute), "originals": originals, "retweets": retweets})
             minute += _MINUTE
         return rows
 
@@ -589,7 +585,7 @@ class LiveFigures:
             "username": post.username,
             "name": post.name,
             "text": post.text,
-            "created_at": _iso(post.created_at),
+            "created_at": iso_time(post.created_at),
             "kind": post.kind,
             "question": post.question,
             "tag_method": post.tag_method,
