@@ -60,7 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -634,28 +634,33 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
-async def run_once(config: RunConfig, server: Server) -> dict[str, Any]:
-    """Connect the clients, play the chat, gather the figures (the server is started)."""
+async def run_once(config: RunConfig, servers: list[Server]) -> dict[str, Any]:
+    """Connect the clients, play the chat, gather the figures (the servers are started; the
+    first collects the chat, the others follow it through Redis)."""
     ctx = multiprocessing.get_context("spawn")
     loop = asyncio.get_running_loop()
-    pid = server.process.pid
-    recorder_tally = Tally()
-    recorder = await open_reader(server.url, recorder_tally, deflate=config.deflate, keep=True)
+    pids = [server.process.pid for server in servers]
+    # One recorder per server: each process numbers its own updates.
+    recorders = [
+        await open_reader(server.url, Tally(), deflate=config.deflate, keep=True)
+        for server in servers
+    ]
     await asyncio.sleep(1.0)
-    rss_before = rss_kib(pid)
+    rss_before = [rss_kib(pid) for pid in pids]
 
-    workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    # (process, pipe, the index of its server)
+    workers: list[tuple[multiprocessing.process.BaseProcess, Connection, int]] = []
 
-    def spawn(count: int, stall: bool) -> None:
+    def spawn(count: int, stall: bool, on: int) -> None:
         parent_end, child_end = ctx.Pipe()
         stall_for = config.stall_for if stall else 0.0
         process = ctx.Process(
             target=client_process,
-            args=(child_end, server.url, count, stall_for, config.deflate, 32),
+            args=(child_end, servers[on].url, count, stall_for, config.deflate, 32),
             daemon=True,
         )
         process.start()
-        workers.append((process, parent_end))
+        workers.append((process, parent_end, on))
 
     async def receive(pipe: Connection, timeout: float) -> Any:
         ready = await loop.run_in_executor(None, pipe.poll, timeout)
@@ -665,58 +670,67 @@ async def run_once(config: RunConfig, server: Server) -> dict[str, Any]:
 
     connect_began = time.monotonic()
     if config.stalled:  # first, so that it is the first socket in the baseline's list
-        spawn(1, True)
+        spawn(1, True, 0)
         message = await receive(workers[0][1], 120)
         if message[1] != 1:
             raise RuntimeError(f"the stalled client could not connect: {message[2]}")
-    share, extra = divmod(config.clients, config.procs)
-    sizes = [share + (i < extra) for i in range(config.procs)]
+    # The readers split evenly between the servers, as a load balancer would.
+    procs = max(config.procs, len(servers))
+    share, extra = divmod(config.clients, procs)
+    sizes = [share + (i < extra) for i in range(procs)]
     first_reader = len(workers)
-    for size in sizes:
+    for index, size in enumerate(sizes):
         if size:
-            spawn(size, False)
+            spawn(size, False, index % len(servers))
     connected = 0
-    for _, pipe in workers[first_reader:]:
+    for _, pipe, _ in workers[first_reader:]:
         message = await receive(pipe, 600)
         connected += message[1]
         if message[2]:
             log(f"  connection failures: {message[2]}")
     connect_s = time.monotonic() - connect_began
     await asyncio.sleep(2.0)
-    rss_after = rss_kib(pid)
+    rss_after = [rss_kib(pid) for pid in pids]
     connections = connected + (1 if config.stalled else 0)
     log(
         f"  {connections} clients connected in {connect_s:.1f} s; "
-        f"RSS {rss_before // 1024} → {rss_after // 1024} MiB"
+        f"RSS {sum(rss_before) // 1024} → {sum(rss_after) // 1024} MiB"
     )
 
-    cpu_before = cpu_seconds(pid)
+    cpu_before = [cpu_seconds(pid) for pid in pids]
     began = time.time()
-    server.process.send_signal(signal.SIGUSR1)
-    final_seq, timed_out = await wait_for_end(recorder, config, began)
+    servers[0].process.send_signal(signal.SIGUSR1)
+    ends = await asyncio.gather(*(wait_for_end(r, config, began) for r in recorders))
     server_done = time.time()
-    for _, pipe in workers:
-        pipe.send(("finish", final_seq, config.patience))
-    reports: list[ClientReport] = []
-    for process, pipe in workers:
+    for _, pipe, on in workers:
+        pipe.send(("finish", ends[on][0], config.patience))
+    reports: list[list[ClientReport]] = [[] for _ in servers]
+    for process, pipe, on in workers:
         message = await receive(pipe, config.patience + 120)
-        reports.append(message[1])
+        reports[on].append(message[1])
         process.join(10)
     ended = time.time()
-    cpu_after = cpu_seconds(pid)
-    cpu_s = sum(cpu_after) - sum(cpu_before)
-    recorder.close()
+    cpu_after = [cpu_seconds(pid) for pid in pids]
+    cpu_each = [sum(a) - sum(b) for a, b in zip(cpu_after, cpu_before, strict=True)]
+    cpu_s = sum(cpu_each)
+    for recorder in recorders:
+        recorder.close()
 
-    updates = decode_updates(recorder.kept)
-    published = [u for u in updates if u["seq"] <= final_seq]
-    result = summarize(
-        config,
-        reports,
-        published,
-        final_seq=final_seq,
-        first_seq=recorder.snapshot_seq + 1,
-        timed_out=timed_out,
-    )
+    groups = []
+    for index, recorder in enumerate(recorders):
+        final_seq, timed_out = ends[index]
+        updates = [u for u in decode_updates(recorder.kept) if u["seq"] <= final_seq]
+        groups.append(
+            ServerRun(
+                reports[index],
+                updates,
+                final_seq=final_seq,
+                first_seq=recorder.snapshot_seq + 1,
+                timed_out=timed_out,
+            )
+        )
+    result = summarize(config, groups)
+    kept = recorders[0].kept
     result.update(
         {
             "connect_s": round(connect_s, 1),
@@ -724,22 +738,35 @@ async def run_once(config: RunConfig, server: Server) -> dict[str, Any]:
             "wall_s": round(ended - began, 1),
             "server_cpu_s": round(cpu_s, 2),
             "server_cpu_user_sys_s": [
-                round(cpu_after[0] - cpu_before[0], 2),
-                round(cpu_after[1] - cpu_before[1], 2),
+                round(sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True)), 2),
+                round(sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True)), 2),
             ],
             "server_cpu_share_of_a_core": round(cpu_s / (ended - began), 2),
-            "client_cpu_s": round(sum(r.cpu_s for r in reports), 2),
-            "rss_before_mib": round(rss_before / 1024, 1),
-            "rss_after_mib": round(rss_after / 1024, 1),
-            "memory_per_connection_kib": round((rss_after - rss_before) / max(connections, 1), 1),
-            "snapshot_bytes": recorder.snapshot_bytes,
+            "client_cpu_s": round(sum(r.cpu_s for group in reports for r in group), 2),
+            "rss_before_mib": round(sum(rss_before) / 1024, 1),
+            "rss_after_mib": round(sum(rss_after) / 1024, 1),
+            "memory_per_connection_kib": round(
+                (sum(rss_after) - sum(rss_before)) / max(connections, 1), 1
+            ),
+            "snapshot_bytes": recorders[0].snapshot_bytes,
             "update_bytes_mean": round(
-                sum(len(raw) for _, raw in recorder.kept[1:]) / max(len(recorder.kept) - 1, 1)
+                sum(len(raw) for _, raw in kept[1:]) / max(len(kept) - 1, 1)
             ),
         }
     )
+    if len(servers) > 1:
+        result["per_server"] = [
+            {
+                "role": "collects" if index == 0 else "follows through Redis",
+                "clients": sum(len(r.per_client) for r in reports[index]),
+                "updates_published": group.final_seq - group.first_seq + 1,
+                "server_cpu_s": round(cpu_each[index], 2),
+                "rss_after_mib": round(rss_after[index] / 1024, 1),
+            }
+            for index, group in enumerate(groups)
+        ]
     if config.kind == "tweetchat" and config.messages is not None:
-        record_messages(config.messages, published)
+        record_messages(config.messages, groups[0].updates)
     return result
 
 
@@ -784,58 +811,69 @@ def record_messages(path: Path, updates: list[dict[str, Any]]) -> None:
             handle.write("\n")
 
 
-def summarize(
-    config: RunConfig,
-    reports: list[ClientReport],
-    updates: list[dict[str, Any]],
-    *,
-    final_seq: int,
-    first_seq: int,
-    timed_out: bool,
-) -> dict[str, Any]:
+@dataclass
+class ServerRun:
+    """What the clients of one server got, and the updates that server published (its recorder
+    saw them: each process numbers its own)."""
+
+    reports: list[ClientReport]
+    updates: list[dict[str, Any]]
+    final_seq: int
+    first_seq: int
+    timed_out: bool
+
+
+def summarize(config: RunConfig, groups: list[ServerRun]) -> dict[str, Any]:
     post_delays: array.array[float] = array.array("d")
     fanout_delays: array.array[float] = array.array("d")
-    per_client: list[tuple[int, int, int, int, int, int, int | None]] = []
+    update_shares: list[float] = []
+    post_shares: list[float] = []
+    exact = 0
+    closes: set[int] = set()
+    ingest: list[float] = []
     stalled: dict[str, Any] | None = None
+    stalled_group: ServerRun | None = None
     failed: list[str] = []
-    for report in reports:
-        if report.stalled is not None:
-            stalled = report.stalled
-            continue
-        post_delays.frombytes(report.post_delays)
-        fanout_delays.frombytes(report.fanout_delays)
-        per_client += report.per_client
-        failed += report.failed
-    published = final_seq - first_seq + 1
-    update_shares = [
-        min(updates_got, published) / published if published else 1.0
-        for (_, _, updates_got, _, _, _, _) in per_client
-    ]
-    post_shares = [
-        min(posts, config.expected_posts) / config.expected_posts if config.expected_posts else 1.0
-        for (_, _, _, _, posts, _, _) in per_client
-    ]
-    exact = sum(
-        1
-        for (_, last, got, missed, posts, id_sum, _) in per_client
-        if last >= final_seq
-        and missed == 0
-        and got >= published
-        and posts == config.expected_posts
-        and id_sum == config.expected_id_sum
-    )
-    closes = sorted({code for *_, code in per_client if code is not None})
-    ingest = [
-        float(update["sent_at"]) - float(post["received_at"])
-        for update in updates
-        for post in update["posts"]
-    ]
+    clients = 0
+    for group in groups:
+        published = group.final_seq - group.first_seq + 1
+        for report in group.reports:
+            if report.stalled is not None:
+                stalled, stalled_group = report.stalled, group
+                continue
+            post_delays.frombytes(report.post_delays)
+            fanout_delays.frombytes(report.fanout_delays)
+            failed += report.failed
+            for _, last, got, missed, posts, id_sum, code in report.per_client:
+                clients += 1
+                update_shares.append(min(got, published) / published if published else 1.0)
+                post_shares.append(
+                    min(posts, config.expected_posts) / config.expected_posts
+                    if config.expected_posts
+                    else 1.0
+                )
+                exact += (
+                    last >= group.final_seq
+                    and missed == 0
+                    and got >= published
+                    and posts == config.expected_posts
+                    and id_sum == config.expected_id_sum
+                )
+                if code is not None:
+                    closes.add(code)
+        ingest += [
+            float(update["sent_at"]) - float(post["received_at"])
+            for update in group.updates
+            for post in update["posts"]
+        ]
+    first = groups[0]
     result: dict[str, Any] = {
         "server": config.kind,
-        "clients": len(per_client),
+        "servers": len(groups),
+        "clients": clients,
         "stalled_clients": 1 if config.stalled else 0,
-        "client_procs": config.procs,
-        "updates_published": published,
+        "client_procs": max(config.procs, len(groups)),
+        "updates_published": first.final_seq - first.first_seq + 1,
         "posts": config.expected_posts,
         "post_delay_ms": percentiles(post_delays),
         "fanout_delay_ms": percentiles(fanout_delays),
@@ -847,25 +885,41 @@ def summarize(
             else None,
             "posts_share_min": round(min(post_shares), 4) if post_shares else None,
             "clients_with_every_update_and_post_once": exact,
-            "readers_closed_by_server": closes,
+            "readers_closed_by_server": sorted(closes),
         },
-        "timed_out": timed_out,
+        "timed_out": any(group.timed_out for group in groups),
     }
     if failed:
         result["connection_failures"] = failed[:5]
-    if stalled is not None:
-        sent_at = {int(u["seq"]): float(u["sent_at"]) for u in updates}
+    if stalled is not None and stalled_group is not None:
+        sent_at = {int(u["seq"]): float(u["sent_at"]) for u in stalled_group.updates}
         stop, last = int(stalled["stopped_reading_at_seq"]), int(stalled["last_seq_received"])
         if stop in sent_at and last in sent_at:
             # The last update the server sent it was made this long after it stopped reading.
             stalled["last_update_made_s_after_stop"] = round(sent_at[last] - sent_at[stop], 1)
-        stalled["updates_of_run"] = published
-        stalled["cut_off"] = last < final_seq
+        stalled["updates_of_run"] = stalled_group.final_seq - stalled_group.first_seq + 1
+        stalled["cut_off"] = last < stalled_group.final_seq
         result["stalled_client"] = stalled
     return result
 
 
 # -- the benchmark -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def run_database(args: argparse.Namespace, workdir: Path, index: int) -> Iterator[str]:
+    """A fresh database for one run: a SQLite file for one server, a PostgreSQL database (the
+    one kind several processes can share) for more."""
+    if args.servers == 1:
+        yield f"sqlite:///{workdir / f'run-{index}.db'}"
+        return
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.common import fresh_database
+
+    with fresh_database("postgresql", workdir, f"fanout_{index}", args.postgres_url) as db:
+        db.engine.dispose()  # the servers and `chat create` open their own
+        yield db.url
 
 
 def procs_for(clients: int, requested: int) -> int:
@@ -904,29 +958,35 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 timeout=args.timeout,
                 messages=messages,
             )
-            database = workdir / f"run-{index}.db"
-            database_url = f"sqlite:///{database}"
-            create_chat(database_url, workdir)
             command = [
                 sys.executable, str(Path(__file__).resolve()), "--serve",
                 "--archive", str(args.archive), "--speed", str(args.speed),
                 "--max-gap", str(args.max_gap), "--posts", str(args.posts),
             ]  # fmt: skip
             label = f"{clients} clients" + (" + 1 that stops reading" if stalled else "")
-            log(f"tweetchat, {label}")
-            server = start_server(command, server_env(database_url), f"/ws/chats/{SLUG}", workdir)
-            try:
-                runs.append(await run_once(base, server))
-            finally:
-                server.stop()
+            log(f"tweetchat, {label}" + (f", {args.servers} servers" if args.servers > 1 else ""))
+            with run_database(args, workdir, index) as database_url:
+                create_chat(database_url, workdir)
+                env = server_env(database_url)
+                if args.servers > 1:
+                    env["TWEETCHAT_REDIS_URL"] = args.redis_url
+                servers: list[Server] = []
+                try:
+                    for _ in range(args.servers):
+                        path = f"/ws/chats/{SLUG}"
+                        servers.append(start_server(command, env, path, workdir))
+                    runs.append(await run_once(base, servers))
+                finally:
+                    for server in servers:
+                        server.stop()
             log_run(runs[-1])
-            if args.baseline:
+            if args.baseline and args.servers == 1:
                 log(f"baseline, {label}")
                 command = [sys.executable, str(BASELINE), "--messages", str(messages)]
                 server = start_server(command, server_env(), "/ws", workdir)
                 try:
                     config = RunConfig(**{**base.__dict__, "kind": "baseline"})
-                    runs.append(await run_once(config, server))
+                    runs.append(await run_once(config, [server]))
                 finally:
                     server.stop()
                 log_run(runs[-1])
@@ -946,7 +1006,8 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "clients_offer_deflate": args.deflate,
             "server_accepts_deflate": args.server_deflate,
             "update_interval_s": args.update_interval or default_update_interval(),
-            "database": "sqlite file",
+            "servers": args.servers,
+            "database": "sqlite file" if args.servers == 1 else "postgresql, redis pub/sub",
             "server": "uvicorn as `tweetchat serve` runs it (uvloop, httptools, websockets "
             "sans-I/O), TWEETCHAT_* defaults but for the two above",
             "note": "clients and server share the machine's cores: client_cpu_s competes with "
@@ -961,12 +1022,17 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def log_run(run: dict[str, Any]) -> None:
     post, fan = run["post_delay_ms"], run["fanout_delay_ms"]
     log(
-        f"  {run['server']} {run['clients']}: post p50/p99/max {post['p50']}/{post['p99']}/"
+        f"  {server_label(run)} {run['clients']}: post p50/p99/max {post['p50']}/{post['p99']}/"
         f"{post['max']} ms, fan-out p99 {fan['p99']} ms, delivered min "
         f"{run['delivered']['updates_share_min']}, CPU {run['server_cpu_s']} s, "
         f"{run['memory_per_connection_kib']} KiB/conn"
         + (f", stalled {run['stalled_client']}" if "stalled_client" in run else "")
     )
+
+
+def server_label(run: dict[str, Any]) -> str:
+    servers = run["servers"]
+    return run["server"] + (f" on {servers} servers" if servers > 1 else "")  # type: ignore[no-any-return]
 
 
 def targets(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -977,6 +1043,8 @@ def targets(runs: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         clients = run["clients"]
         name = f"{clients}{'+stalled' if run['stalled_clients'] else ''}"
+        if run["servers"] > 1:
+            name += f" on {run['servers']} servers"
         limit = TARGET_P99_MS.get(clients)
         complete = run["delivered"]["clients_with_every_update_and_post_once"]
         check: dict[str, Any] = {
@@ -999,7 +1067,7 @@ def summary_line(result: dict[str, Any]) -> str:
         post = run["post_delay_ms"]
         stalled = run.get("stalled_client")
         parts.append(
-            f"{run['server']} {run['clients']}{'+1 stalled' if stalled else ''}: "
+            f"{server_label(run)} {run['clients']}{'+1 stalled' if stalled else ''}: "
             f"p50/p99/max {post['p50']}/{post['p99']}/{post['max']} ms "
             f"(fan-out p99 {run['fanout_delay_ms']['p99']}), "
             f"delivered {run['delivered']['clients_with_every_update_and_post_once']}"
@@ -1056,6 +1124,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="TWEETCHAT_UPDATE_INTERVAL for the tweetchat server (default: as shipped)",
+    )
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="tweetchat server processes (the clients split evenly between them; more than one "
+        "run on PostgreSQL with Redis, without the baseline)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("TWEETCHAT_TEST_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres",
+        help="with --servers 2 or more: the server to create a fanout_* database on",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("TWEETCHAT_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        help="with --servers 2 or more: the Redis the servers share",
     )
     parser.add_argument("--patience", type=float, default=120.0, help="how long readers may lag")
     parser.add_argument("--timeout", type=float, default=1200.0, help="longest replay, s")
