@@ -674,8 +674,9 @@ async def run_once(config: RunConfig, servers: list[Server]) -> dict[str, Any]:
         message = await receive(workers[0][1], 120)
         if message[1] != 1:
             raise RuntimeError(f"the stalled client could not connect: {message[2]}")
-    # The readers split evenly between the servers, as a load balancer would.
-    procs = max(config.procs, len(servers))
+    # The readers split evenly between the servers, as a load balancer would: the client
+    # processes, a whole number per server.
+    procs = client_procs(config.procs, len(servers))
     share, extra = divmod(config.clients, procs)
     sizes = [share + (i < extra) for i in range(procs)]
     first_reader = len(workers)
@@ -872,7 +873,7 @@ def summarize(config: RunConfig, groups: list[ServerRun]) -> dict[str, Any]:
         "servers": len(groups),
         "clients": clients,
         "stalled_clients": 1 if config.stalled else 0,
-        "client_procs": max(config.procs, len(groups)),
+        "client_procs": client_procs(config.procs, len(groups)),
         "updates_published": first.final_seq - first.first_seq + 1,
         "posts": config.expected_posts,
         "post_delay_ms": percentiles(post_delays),
@@ -920,6 +921,11 @@ def run_database(args: argparse.Namespace, workdir: Path, index: int) -> Iterato
     with fresh_database("postgresql", workdir, f"fanout_{index}", args.postgres_url) as db:
         db.engine.dispose()  # the servers and `chat create` open their own
         yield db.url
+
+
+def client_procs(wanted: int, servers: int) -> int:
+    """The client processes for `servers` servers: at least `wanted`, as many for each."""
+    return math.ceil(max(wanted, 1) / servers) * servers
 
 
 def procs_for(clients: int, requested: int) -> int:
