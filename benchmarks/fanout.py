@@ -30,6 +30,13 @@ The same runs against a naive baseline (`benchmarks/fanout_baseline.py`: the Fas
 the tweetchat run recorded, at their recorded pace (`--no-baseline` to skip). The baseline has no
 ingest: its posts enter it with their update, so its post delay is its fan-out delay.
 
+With `--servers N` (2 or more), N server processes share a fresh PostgreSQL database
+(`--postgres-url`) and Redis (`--redis-url`), as docs/deploy/README.md deploys them: the first
+collects the chat, the others follow it through Redis, and the clients split evenly between
+them. Each process numbers its own updates, so each has a recorder and a final seq of its own;
+the figures are over every client, with each process's clients, updates and CPU in
+`per_server`. There is no baseline then (it has one process).
+
 The clients offer per-message deflate as browsers do (`--no-deflate`: as a server that does not
 accept it would be). Clients, server and anything else running share the machine's cores: the
 clients' CPU (`client_cpu_s`) competes with the server's, and the delays include the clients'
@@ -39,6 +46,7 @@ Prints one JSON object on a line, then one line of plain text; progress goes to 
 
     .venv/bin/python benchmarks/fanout.py                  # 100, 1,000 and 5,000 clients
     .venv/bin/python benchmarks/fanout.py --quick          # a smoke run: 20 clients, 12 posts
+    .venv/bin/python benchmarks/fanout.py --servers 2      # two processes, PostgreSQL + Redis
 """
 
 from __future__ import annotations

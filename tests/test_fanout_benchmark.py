@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,19 +18,25 @@ from tests.conftest import PG_ENV
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_run_prints_the_figures_of_both_servers() -> None:
+def quick_run(*options: str, timeout: float = 120) -> tuple[dict[str, Any], str]:
+    """`benchmarks/fanout.py --quick` with `options`: its figures and its line of text."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "fanout.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / "fanout.py"), "--quick", *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2, result.stdout
-    figures = json.loads(lines[0])
-    assert lines[1].startswith("fanout: ")
+    figures: dict[str, Any] = json.loads(lines[0])
+    return figures, lines[1]
+
+
+def test_quick_run_prints_the_figures_of_both_servers() -> None:
+    figures, summary = quick_run()
+    assert summary.startswith("fanout: ")
     assert figures["benchmark"] == "fanout"
     assert figures["machine"]["nproc"] >= 1
     runs = {run["server"]: run for run in figures["runs"]}
@@ -56,27 +63,10 @@ def test_two_servers_share_the_chat_through_redis(redis_url: str) -> None:
     postgres_url = os.environ.get(PG_ENV)
     if not postgres_url:
         pytest.skip(f"{PG_ENV} is not set: the two servers need PostgreSQL")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "fanout.py"),
-            "--quick",
-            "--servers",
-            "2",
-            "--postgres-url",
-            postgres_url,
-            "--redis-url",
-            redis_url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    figures, summary = quick_run(
+        "--servers", "2", "--postgres-url", postgres_url, "--redis-url", redis_url, timeout=180
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
-    figures = json.loads(lines[0])
-    assert lines[1].startswith("fanout: tweetchat on 2 servers 20: ")
+    assert summary.startswith("fanout: tweetchat on 2 servers 20: ")
     assert figures["config"]["database"] == "postgresql, redis pub/sub"
     [run] = figures["runs"]  # no baseline: it has one process only
     assert run["servers"] == 2
