@@ -530,15 +530,25 @@ class LiveFigures:
                 tally.top.add(key)
             if answer is not None:
                 tally.answers[answer] += 1
-                tally.answer_authors.setdefault(answer, Counter())[post.person] += 1
-                tally.question_top.setdefault(answer, SortedList()).add(key)
+                # get first: setdefault would build a Counter and a SortedList for every post
+                authors = tally.answer_authors.get(answer)
+                if authors is None:
+                    authors = tally.answer_authors[answer] = Counter()
+                authors[post.person] += 1
+                top = tally.question_top.get(answer)
+                if top is None:
+                    top = tally.question_top[answer] = SortedList()
+                top.add(key)
                 if unanswered:
                     tally.unanswered += 1
         if unanswered:
             assert answer is not None
             stamp = (post.created_at, post.id)
             self._unanswered.add(stamp)
-            self._unanswered_by_question.setdefault(answer, SortedList()).add(stamp)
+            waiting = self._unanswered_by_question.get(answer)
+            if waiting is None:
+                waiting = self._unanswered_by_question[answer] = SortedList()
+            waiting.add(stamp)
         entry.key, entry.answer, entry.unanswered = key, answer, unanswered
 
     def _retract(self, entry: _Entry) -> None:
