@@ -915,6 +915,13 @@ def summarize(config: RunConfig, groups: list[ServerRun]) -> dict[str, Any]:
 # -- the benchmark -------------------------------------------------------------------------------
 
 
+def root_on_path() -> None:
+    """The repository's root on `sys.path`, for `benchmarks.common` (run as a script, this
+    folder is on it instead)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
 @contextlib.contextmanager
 def run_database(args: argparse.Namespace, workdir: Path, index: int) -> Iterator[str]:
     """A fresh database for one run: a SQLite file for one server, a PostgreSQL database (the
@@ -922,13 +929,34 @@ def run_database(args: argparse.Namespace, workdir: Path, index: int) -> Iterato
     if args.servers == 1:
         yield f"sqlite:///{workdir / f'run-{index}.db'}"
         return
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    root_on_path()
     from benchmarks.common import fresh_database
 
     with fresh_database("postgresql", workdir, f"fanout_{index}", args.postgres_url) as db:
         db.engine.dispose()  # the servers and `chat create` open their own
         yield db.url
+
+
+def check_shared_services(args: argparse.Namespace) -> None:
+    """With several servers: exit with a clear message unless PostgreSQL and Redis answer."""
+    if args.servers == 1:
+        return
+    root_on_path()
+    import redis
+
+    from benchmarks.common import postgres_available
+
+    problem = postgres_available(args.postgres_url)
+    if problem:
+        raise SystemExit(
+            f"--servers {args.servers} needs PostgreSQL at {args.postgres_url}: {problem}"
+        )
+    try:
+        redis.Redis.from_url(args.redis_url, socket_connect_timeout=5).ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise SystemExit(
+            f"--servers {args.servers} needs Redis at {args.redis_url}: {exc}"
+        ) from None
 
 
 def client_procs(wanted: int, servers: int) -> int:
@@ -1162,6 +1190,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.servers < 1:
+        parser.error(f"--servers must be at least 1, not {args.servers}")
     if args.quick:
         args.clients = "20"
         args.posts = args.posts or 12
@@ -1182,6 +1212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         SERVER_SETTINGS["TWEETCHAT_WS_PER_MESSAGE_DEFLATE"] = "true"
     if args.update_interval is not None:
         SERVER_SETTINGS["TWEETCHAT_UPDATE_INTERVAL"] = str(args.update_interval)
+    check_shared_services(args)
     use_uvloop()
     result = asyncio.run(benchmark(args))
     print(json.dumps(result), flush=True)
