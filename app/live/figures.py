@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import operator
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,9 +122,10 @@ class _Tally:
         self.authors: Counter[str] = Counter()
         self.top: SortedList[RankKey] = SortedList()  # non-retweets
         self.answers: Counter[int] = Counter()  # question -> answers
-        # Answers per person per question, so that a re-tag can take a participant away.
-        self.answer_authors: dict[int, Counter[str]] = {}
-        self.question_top: dict[int, SortedList[RankKey]] = {}
+        # Answers per person per question, so that a re-tag can take a participant away. Read
+        # with get: a lookup by [] makes an empty entry for the question.
+        self.answer_authors: defaultdict[int, Counter[str]] = defaultdict(Counter)
+        self.question_top: defaultdict[int, SortedList[RankKey]] = defaultdict(SortedList)
         self.unanswered = 0
         # Poll id -> the earliest created_at of a collected post carrying it. Posts are never
         # removed, so the minimum only goes down.
@@ -195,7 +196,7 @@ class LiveFigures:
         self._polls: dict[str, tuple[str | None, dict[int, tuple[str, int]]]] = {}
         self._latest: SortedList[Stamp] = SortedList()  # collected posts not hidden
         self._unanswered: SortedList[Stamp] = SortedList()  # any window, as the endpoint
-        self._unanswered_by_question: dict[int, SortedList[Stamp]] = {}
+        self._unanswered_by_question: defaultdict[int, SortedList[Stamp]] = defaultdict(SortedList)
         # Minute -> [non-retweets, retweets] collected in the chat window.
         self._minutes: dict[datetime, list[int]] = {}
         # A post's cross-posts' copies (collected or announced by a copy collected first).
@@ -530,25 +531,15 @@ class LiveFigures:
                 tally.top.add(key)
             if answer is not None:
                 tally.answers[answer] += 1
-                # get first: setdefault would build a Counter and a SortedList for every post
-                authors = tally.answer_authors.get(answer)
-                if authors is None:
-                    authors = tally.answer_authors[answer] = Counter()
-                authors[post.person] += 1
-                top = tally.question_top.get(answer)
-                if top is None:
-                    top = tally.question_top[answer] = SortedList()
-                top.add(key)
+                tally.answer_authors[answer][post.person] += 1
+                tally.question_top[answer].add(key)
                 if unanswered:
                     tally.unanswered += 1
         if unanswered:
             assert answer is not None
             stamp = (post.created_at, post.id)
             self._unanswered.add(stamp)
-            waiting = self._unanswered_by_question.get(answer)
-            if waiting is None:
-                waiting = self._unanswered_by_question[answer] = SortedList()
-            waiting.add(stamp)
+            self._unanswered_by_question[answer].add(stamp)
         entry.key, entry.answer, entry.unanswered = key, answer, unanswered
 
     def _retract(self, entry: _Entry) -> None:
