@@ -720,7 +720,12 @@ async def run_once(config: RunConfig, servers: list[Server]) -> dict[str, Any]:
         process.join(10)
     ended = time.time()
     cpu_after = [cpu_seconds(pid) for pid in pids]
-    cpu_each = [sum(a) - sum(b) for a, b in zip(cpu_after, cpu_before, strict=True)]
+    # (user, system) seconds of each server during the run
+    used = [
+        (after[0] - before[0], after[1] - before[1])
+        for after, before in zip(cpu_after, cpu_before, strict=True)
+    ]
+    cpu_each = [user + system for user, system in used]
     cpu_s = sum(cpu_each)
     for recorder in recorders:
         recorder.close()
@@ -747,8 +752,8 @@ async def run_once(config: RunConfig, servers: list[Server]) -> dict[str, Any]:
             "wall_s": round(ended - began, 1),
             "server_cpu_s": round(cpu_s, 2),
             "server_cpu_user_sys_s": [
-                round(sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True)), 2),
-                round(sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True)), 2),
+                round(sum(user for user, _ in used), 2),
+                round(sum(system for _, system in used), 2),
             ],
             "server_cpu_share_of_a_core": round(cpu_s / (ended - began), 2),
             "client_cpu_s": round(sum(r.cpu_s for group in reports for r in group), 2),
@@ -1074,7 +1079,7 @@ def log_run(run: dict[str, Any]) -> None:
 
 def server_label(run: dict[str, Any]) -> str:
     servers = run["servers"]
-    return run["server"] + (f" on {servers} servers" if servers > 1 else "")  # type: ignore[no-any-return]
+    return str(run["server"]) + (f" on {servers} servers" if servers > 1 else "")
 
 
 def targets(runs: list[dict[str, Any]]) -> dict[str, Any]:
