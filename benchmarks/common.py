@@ -14,6 +14,7 @@ Benchmarks import this module as `benchmarks.common` (the repository root on `sy
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -78,6 +79,17 @@ _SOURCES = ("Twitter for iPhone", "Twitter for Android", "Twitter Web App")
 
 def default_postgres_url() -> str:
     return os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES_URL
+
+
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    """`--postgres-url` and `--workdir`: where a benchmark makes its fresh databases."""
+    parser.add_argument(
+        "--postgres-url",
+        default=default_postgres_url(),
+        help="server to create bench_* databases on (default: $TWEETCHAT_TEST_POSTGRES_URL "
+        "or postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
+    parser.add_argument("--workdir", type=Path, help="where the SQLite files go (a temp folder)")
 
 
 def create_bench_chat(session: Session, slug: str = SLUG) -> int:

@@ -51,9 +51,9 @@ from benchmarks.common import (
     AutoAnalyze,
     ChatGenerator,
     Database,
+    add_database_options,
     chat_post_row,
     create_bench_chat,
-    default_postgres_url,
     emit_result,
     fresh_database,
     machine,
@@ -76,12 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
     )
-    parser.add_argument(
-        "--postgres-url",
-        default=default_postgres_url(),
-        help="server to create bench_* databases on (default: $TWEETCHAT_TEST_POSTGRES_URL "
-        "or postgresql://postgres@127.0.0.1:5432/postgres)",
-    )
+    add_database_options(parser)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each measure (median)")
     parser.add_argument("--no-import", action="store_true", help="skip `tweetchat import`")
     parser.add_argument(
@@ -90,7 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compare the live figures with app.stats' (default: with --quick only; it adds "
         "a full count of the chat to the run)",
     )
-    parser.add_argument("--workdir", type=Path, help="where the SQLite files go (a temp folder)")
     parser.add_argument("--quick", action="store_true", help="a small run (2,000 posts)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -64,8 +64,8 @@ from benchmarks.common import (
     GC,
     SLUG,
     ChatGenerator,
+    add_database_options,
     create_bench_chat,
-    default_postgres_url,
     emit_result,
     fresh_database,
     machine,
@@ -84,13 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--authors", type=int, default=3000, help="distinct authors (3,000)")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite, postgresql")
-    parser.add_argument(
-        "--postgres-url",
-        default=default_postgres_url(),
-        help="server to create bench_* databases on (default: $TWEETCHAT_TEST_POSTGRES_URL "
-        "or postgresql://postgres@127.0.0.1:5432/postgres)",
-    )
-    parser.add_argument("--workdir", type=Path, help="where the SQLite files go (a temp folder)")
+    add_database_options(parser)
     parser.add_argument("--quick", action="store_true", help="a small run (2,000 posts), checked")
     args = parser.parse_args(argv)
     if args.quick:

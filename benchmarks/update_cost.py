@@ -51,9 +51,9 @@ from benchmarks.common import (
     ChatGenerator,
     Database,
     account_row,
+    add_database_options,
     chat_post_row,
     create_bench_chat,
-    default_postgres_url,
     emit_result,
     fresh_database,
     machine,
@@ -85,13 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--authors", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite, postgresql")
-    parser.add_argument(
-        "--postgres-url",
-        default=default_postgres_url(),
-        help="server to create bench_* databases on (default: $TWEETCHAT_TEST_POSTGRES_URL "
-        "or postgresql://postgres@127.0.0.1:5432/postgres)",
-    )
-    parser.add_argument("--workdir", type=Path, help="where the SQLite files go (a temp folder)")
+    add_database_options(parser)
     parser.add_argument("--quick", action="store_true", help="a small run (1,000 and 5,000)")
     args = parser.parse_args(argv)
     if args.quick:
