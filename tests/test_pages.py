@@ -164,8 +164,10 @@ def test_the_screen_shows_the_chat_top_tweets_beside_a_poll(
 def sign_in(page: Page, server: PageServer, token: str) -> None:
     page.goto(f"{server.url}/chats/qi/panel")
     page.locator("#token-input").fill(token)
+    expect(page.locator("#connection")).to_be_hidden()  # nothing connects before signing in
     page.locator("#signin-submit").click()
     expect(page.locator("#workspace")).to_be_visible()
+    expect(page.locator("#connection")).to_be_visible()
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
 
 
@@ -456,6 +458,7 @@ def test_the_panel_without_a_valid_credential_changes_nothing(
             expect(message).to_have_attribute("data-kind", "error")
             expect(page.locator("#signin")).to_be_visible()
             expect(page.locator("#workspace")).to_be_hidden()
+            expect(page.locator("#connection")).to_be_hidden()
             expect(page.locator("[data-action]:visible")).to_have_count(0)
         # Nothing changed on the server.
         assert server.get("/api/chats/qi/unanswered?limit=500") == before

@@ -161,6 +161,8 @@ function showSignin(message = "") {
   $(SEL.signin).hidden = false;
   $(SEL.workspace).hidden = true;
   $(SEL.who).hidden = true;
+  // Nothing connects before signing in: no "connecting…" beside the form.
+  $(SEL.connection).hidden = true;
   const error = $(SEL.signinError);
   error.textContent = message;
   error.hidden = !message;
@@ -181,6 +183,7 @@ async function signIn(token, { quiet = false } = {}) {
     $(SEL.signin).hidden = true;
     $(SEL.workspace).hidden = false;
     $(SEL.tokenInput).value = "";
+    $(SEL.connection).hidden = false;
     connect();
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) storeToken(slug, null);
