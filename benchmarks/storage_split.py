@@ -266,6 +266,9 @@ class SplitRuntime(ChatRuntime):
             copies={post_id: first for post_id, first in copies.items() if post_id not in newly},
         )
         self._apply(result, sent.batches)
+        for batch in sent.batches:  # as the runtime's worker does once a batch is counted
+            for record in batch.parsed.collected:
+                self._received_at.pop(record.id, None)
 
 
 async def _through_split(
