@@ -14,11 +14,12 @@ how far a second process would lift the ingest rate, before anyone builds it int
   (`store_parsed`, one transaction per merged batch, PostgreSQL's statistics kept as the
   runtime keeps them) and answers with the newly collected ids, their metrics and persons.
 
-It leaves out what a real split would also have to do, a few per cent of the write in the
-profiles: the source positions, the question posts, the copies and retags of posts collected
-before (a second message), author names not in the batch's own users (read from the database),
-a failed or dead storage process. In the same run and database server, for comparison: the
-runtime's own rate (`benchmarks/ingest.py`'s measure) and the bare Core `executemany` ceiling.
+The storage process also saves the sources' positions and counts and the host's question
+posts, in the same transaction. It leaves out what a real split would also have to do, a few
+per cent of the write in the profiles: the copies and retags of posts collected before (a
+second message), posts first met without their author, a failed or dead storage process.
+In the same run and database server, for comparison: the runtime's own rate
+(`benchmarks/ingest.py`'s measure) and the bare Core `executemany` ceiling.
 
     .venv/bin/python benchmarks/storage_split.py                       # 100,000 posts, SQLite
     .venv/bin/python benchmarks/storage_split.py --backends sqlite,postgresql
@@ -41,6 +42,7 @@ import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -50,13 +52,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app import jsonio
 from app.chats import get_chat
 from app.db.engine import open_database
+from app.db.models import Chat
 from app.db.statistics import Statistics
 from app.ingest.parse import Parsed, PostRecord, parse_object
 from app.ingest.store import Metrics, store_parsed
 from app.ingest.tagger import Tag, TagInput
+from app.ingest.tagging import record_question_posts
 from app.live.figures import PollState
 from app.live.pubsub import Broadcast
-from app.live.runtime import MAX_MERGE, ChatRuntime, WriteResult, _live_post
+from app.live.runtime import (
+    MAX_MERGE,
+    ChatRuntime,
+    WriteResult,
+    _live_post,
+    _names,
+    _source_row,
+)
 from app.process import tune_gc
 from app.sources.base import SourceBatch
 from app.stats import chat_stats
@@ -75,7 +86,17 @@ from benchmarks.common import (
 from benchmarks.ingest import TARGET_RATIO, executemany_batches, executemany_rate, runtime_rate
 
 # What the storage process answers: newly collected ids, their metrics, their authors' persons.
-Answer = tuple[list[str], dict[str, Metrics], dict[str, str]]
+# and the run of show's question texts if the message carried question posts.
+Answer = tuple[list[str], dict[str, Metrics], dict[str, str], dict[int, str]]
+# What the serving process sends: the chat, the page bytes, the collected posts' tags, the
+# question posts if they changed, and each batch's source, position, posts read and requests.
+Message = tuple[
+    int,
+    list[bytes],
+    dict[str, tuple[Any, ...]],
+    dict[int, tuple[str, datetime]] | None,
+    list[tuple[str, dict[str, Any] | None, int, int]],
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,7 +125,8 @@ def storage_process(url: str, conn: Connection) -> None:
     conn.send_bytes(b"ready")  # imported and connected: the clock may start
     try:
         while message := conn.recv_bytes():
-            chat_id, pages, wanted = pickle.loads(message)
+            job: Message = pickle.loads(message)
+            chat_id, pages, wanted, question_posts, sources = job
             try:
                 parsed = Parsed()
                 for page in pages:
@@ -116,8 +138,23 @@ def storage_process(url: str, conn: Connection) -> None:
                 with sessions.begin() as session:
                     stored = store_parsed(session, chat_id, parsed, chosen)
                     statistics.grew(session, len(stored.new_posts) + len(stored.newly_collected))
+                    questions: dict[int, str] = {}
+                    if question_posts is not None:
+                        chat = session.get(Chat, chat_id)
+                        assert chat is not None
+                        record_question_posts(session, chat, question_posts)
+                        questions = {q.number: q.text for q in chat.questions}
+                    now = datetime.now(UTC)
+                    for source, position, posts_read, requests in sources:
+                        row = _source_row(session, chat_id, source)
+                        if position:
+                            row.position = {**row.position, **position}
+                        row.posts_read += posts_read
+                        row.requests += requests
+                        row.updated_at = now
                 newly = [record.id for record in stored.newly_collected]
-                answer: Answer = (newly, {i: stored.metrics[i] for i in newly}, stored.persons)
+                metrics = {i: stored.metrics[i] for i in newly}
+                answer: Answer = (newly, metrics, stored.persons, questions)
                 conn.send_bytes(pickle.dumps(("ok", answer), protocol=pickle.HIGHEST_PROTOCOL))
             except Exception:
                 conn.send_bytes(pickle.dumps(("failed", traceback.format_exc())))
@@ -194,6 +231,10 @@ class SplitRuntime(ChatRuntime):
             assert isinstance(batch, PageBatch)
             pages.extend(batch.pages)
         names = {user.id: (user.username, user.name) for user in parsed.users}
+        if any(r.author_id not in names for r in [*parsed.context, *parsed.collected]):
+            with self.sessions() as session:  # the runtime would read on its database thread
+                names = _names(session, parsed)
+        questions_before = tagger.question_posts()
         known = tagger.tags()
         inputs = [
             TagInput.from_text(
@@ -213,14 +254,22 @@ class SplitRuntime(ChatRuntime):
         for record in parsed.collected:
             tag = tagger.tag(record.id)
             tags[record.id] = (tag.question, tag.method)
-        message = pickle.dumps((self.chat_id, pages, tags), protocol=pickle.HIGHEST_PROTOCOL)
+        question_posts = tagger.question_posts()
+        job: Message = (
+            self.chat_id,
+            pages,
+            tags,
+            question_posts if question_posts != questions_before else None,
+            [(b.source, b.position, b.posts_read, b.requests) for b in batches],
+        )
+        message = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
         return message, Sent(batches, parsed, names, changed)
 
     def _counted(self, sent: Sent, answer: Answer) -> None:
         """What `_write` does after the store, then `_apply`."""
         tagger = self.tagger
         assert tagger is not None
-        newly_ids, metrics, persons = answer
+        newly_ids, metrics, persons, questions = answer
         newly = set(newly_ids)
         by_id: dict[str, PostRecord] = {record.id: record for record in sent.parsed.collected}
         records = [by_id[post_id] for post_id in newly_ids]
@@ -262,7 +311,7 @@ class SplitRuntime(ChatRuntime):
                 PollState(p.id, p.voting_status, tuple(p.options))
                 for p in {p.id: p for p in sent.parsed.polls}.values()
             ],
-            {},
+            questions,
             copies={post_id: first for post_id, first in copies.items() if post_id not in newly},
         )
         self._apply(result, sent.batches)
@@ -289,7 +338,15 @@ async def _through_split(
             for line in lines:
                 page = jsonio.loads(line)
                 parsed = parse_object(page)
-                await runtime.emit(PageBatch(source="x-search", parsed=parsed, pages=[line]))
+                await runtime.emit(
+                    PageBatch(
+                        source="x-search",
+                        parsed=parsed,
+                        position={"newest_id": page["meta"]["newest_id"]},
+                        posts_read=len(parsed.collected) + len(parsed.context),
+                        pages=[line],
+                    )
+                )
             await runtime.drained()
             runtime.flush()
             seconds = time.perf_counter() - began

@@ -156,7 +156,7 @@ def bulk_load(db: Database, generator: ChatGenerator, size: int, per_page: int) 
         for start_row in range(0, len(chat_rows), CHUNK):
             conn.execute(CHAT_POSTS.insert(), chat_rows[start_row : start_row + CHUNK])
     with db.sessions.begin() as session:
-        record_question_posts(session, get_chat(session, SLUG), tagger)
+        record_question_posts(session, get_chat(session, SLUG), tagger.question_posts())
     return {
         "posts_rows": len(stored),
         "chat_posts_rows": len(chat_rows),

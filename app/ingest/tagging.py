@@ -7,7 +7,7 @@ posts on the run of show.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, select, update
@@ -150,18 +150,20 @@ def retag_chat(session: Session, chat: Chat) -> int:
             .values(question=bindparam("question"), tag_method=bindparam("tag_method"))
         )
         session.connection().execute(stmt, changes)
-    record_question_posts(session, chat, tagger)
+    record_question_posts(session, chat, tagger.question_posts())
     refresh_persons(session, chat.id)
     refresh_copies(session, chat)
     return len(changes)
 
 
-def record_question_posts(session: Session, chat: Chat, tagger: Tagger) -> None:
-    """Note each host question post on the run of show; a question the organisers did not plan
-    is added from the post, so that the figures list it."""
+def record_question_posts(
+    session: Session, chat: Chat, posts: Mapping[int, tuple[str, datetime]]
+) -> None:
+    """Note each host question post on the run of show (`Tagger.question_posts()`: number ->
+    post id and time; a plain mapping, so that a process without the tagger can write it); a
+    question the organisers did not plan is added from the post, so that the figures list it."""
     by_number = {q.number: q for q in chat.questions}
     texts: dict[str, str] = {}
-    posts = tagger.question_posts()
     if posts:
         ids = [post_id for post_id, _ in posts.values()]
         texts = dict(

@@ -437,7 +437,7 @@ class ChatRuntime:
             questions: dict[int, str] = {}
             if self.tagger.question_posts() != questions_before:
                 chat = get_chat(session, self.slug)
-                record_question_posts(session, chat, self.tagger)
+                record_question_posts(session, chat, self.tagger.question_posts())
                 questions = {q.number: q.text for q in chat.questions}
             # The store keeps the largest metrics of every copy seen, context copies included:
             # newly collected posts enter the live figures with those.
