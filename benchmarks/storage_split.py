@@ -37,7 +37,6 @@ import multiprocessing
 import pickle
 import sys
 import tempfile
-import time
 import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +49,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import jsonio
-from app.chats import get_chat
 from app.db.engine import open_database
 from app.db.models import Chat
 from app.db.statistics import Statistics
@@ -70,7 +68,6 @@ from app.live.runtime import (
 )
 from app.process import tune_gc
 from app.sources.base import SourceBatch
-from app.stats import chat_stats
 from benchmarks.common import (
     GC,
     SLUG,
@@ -83,7 +80,15 @@ from benchmarks.common import (
     postgres_available,
     progress,
 )
-from benchmarks.ingest import TARGET_RATIO, executemany_batches, executemany_rate, runtime_rate
+from benchmarks.ingest import (
+    TARGET_RATIO,
+    emit_pages,
+    executemany_batches,
+    executemany_rate,
+    figures_match_store,
+    page_batch,
+    runtime_rate,
+)
 
 # What the storage process answers: newly collected ids, their metrics, their authors' persons.
 # and the run of show's question texts if the message carried question posts.
@@ -170,6 +175,14 @@ class PageBatch(SourceBatch):
     """A source's batch with the bytes of the pages it was parsed from."""
 
     pages: list[bytes] = field(default_factory=list)
+
+
+def with_bytes(line: bytes, page: dict[str, Any], parsed: Parsed) -> SourceBatch:
+    """The search source's batch of one page, with the page's bytes."""
+    batch = page_batch(line, page, parsed)
+    return PageBatch(
+        batch.source, batch.parsed, batch.position, batch.posts_read, batch.requests, [line]
+    )
 
 
 @dataclass(slots=True)
@@ -334,22 +347,7 @@ async def _through_split(
         raise SystemExit("the storage process did not start")
     try:
         with GC.measure():
-            began = time.perf_counter()
-            for line in lines:
-                page = jsonio.loads(line)
-                parsed = parse_object(page)
-                await runtime.emit(
-                    PageBatch(
-                        source="x-search",
-                        parsed=parsed,
-                        position={"newest_id": page["meta"]["newest_id"]},
-                        posts_read=len(parsed.collected) + len(parsed.context),
-                        pages=[line],
-                    )
-                )
-            await runtime.drained()
-            runtime.flush()
-            seconds = time.perf_counter() - began
+            seconds = await emit_pages(runtime, lines, with_bytes)
         figures = runtime.figures
         assert figures is not None
         collected = len(figures)
@@ -365,10 +363,7 @@ async def _through_split(
         "gc": GC.as_dict(),
     }
     if check:
-        with sessions() as session:
-            stored = chat_stats(session, get_chat(session, SLUG), "all")
-        live_all["trending"] = stored["trending"]
-        result["figures_match_store"] = live_all == stored
+        result["figures_match_store"] = figures_match_store(sessions, live_all)
     return result
 
 
