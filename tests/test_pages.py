@@ -158,6 +158,50 @@ def test_the_screen_shows_the_chat_top_tweets_beside_a_poll(
         expect(page.locator("#polls-box")).to_be_visible(timeout=5000)  # and back
 
 
+def test_the_screen_on_a_phone_is_one_column_that_scrolls(
+    browser: Browser, sqlite_url: str, settings: Settings
+) -> None:
+    """The big screen's link may go to participants: on a phone the screen is one column at a
+    readable size that scrolls, with the whole question, every figure's label, and the poll and
+    the top tweets together (no room to rotate for)."""
+    prepare(sqlite_url, imported=True)
+    with PageServer(settings) as server, browser_page(browser, width=390, height=844) as page:
+        page.goto(f"{server.url}/chats/qi/screen?rotate=1")
+        stats = server.get("/api/chats/qi/stats?window=chat")
+        expect_figures(page, stats)
+        first = page.locator(f'#top-tweets .compact[data-id="{stats["top_tweets"][0]["id"]}"]')
+        expect(first).to_be_visible()
+        page.wait_for_timeout(2500)  # two rotation periods: nothing is swapped out
+        expect(page.locator("#polls-box")).to_be_visible()
+        expect(first).to_be_visible()
+        layout = page.evaluate(
+            """() => {
+              const box = (sel) => document.querySelector(sel).getBoundingClientRect();
+              const question = document.querySelector("#question-text");
+              return {
+                scrollWidth: document.documentElement.scrollWidth,
+                scrollHeight: document.documentElement.scrollHeight,
+                fontSize: parseFloat(getComputedStyle(document.documentElement).fontSize),
+                questionClipped: question.scrollHeight > question.clientHeight + 1,
+                questionText: question.textContent,
+                labelsClipped: [...document.querySelectorAll(".figure__label")]
+                  .filter((label) => label.scrollWidth > label.clientWidth + 1)
+                  .map((label) => label.textContent),
+                wall: box("#wall"),
+                side: box(".side"),
+              };
+            }"""
+        )
+        assert layout["scrollWidth"] <= 390, "the page is wider than the phone"
+        assert layout["scrollHeight"] > 844, "one column scrolls"
+        assert layout["fontSize"] >= 12
+        assert layout["questionText"] and not layout["questionClipped"]
+        assert layout["labelsClipped"] == []
+        # The wall, then the side below it, each the width of the page.
+        assert layout["side"]["top"] >= layout["wall"]["bottom"]
+        assert layout["wall"]["width"] > 300 and layout["side"]["width"] > 300
+
+
 # ---- 2. a claim shows on another panel page; a hidden post leaves the screen ---------------------
 
 
