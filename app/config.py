@@ -102,7 +102,11 @@ class Settings(BaseSettings):
     mastodon_keepalive_timeout: float = Field(
         default=60.0,
         gt=0,
-        description="Seconds a Mastodon stream may be silent before it reconnects.",
+        # Below the 300 s of ids each catch-up round reads again (`run_mastodon`'s late margin):
+        # a stream found silent later than that could leave statuses behind the position that
+        # the other hashtags' streams moved on meanwhile.
+        lt=300,
+        description="Seconds a Mastodon stream may be silent before it reconnects (under 300).",
     )
     # Bluesky: the public AppView first, the PDS with an app password when the AppView refuses.
     bluesky_url: str = "https://public.api.bsky.app"

@@ -395,6 +395,15 @@ def test_mastodon_and_bluesky_settings_come_from_the_environment(
     monkeypatch.setenv("TWEETCHAT_MASTODON_URL_MAS_TO", "mas.to")
     with pytest.raises(ValidationError, match=r"TWEETCHAT_MASTODON_URL_MAS_TO is 'mas\.to'"):
         Settings()
+    monkeypatch.delenv("TWEETCHAT_MASTODON_URL_MAS_TO")
+    # A stream found silent after more than the ids a catch-up reads again could lose statuses.
+    monkeypatch.setenv("TWEETCHAT_MASTODON_KEEPALIVE_TIMEOUT", "300")
+    with pytest.raises(
+        ValidationError, match=r"mastodon_keepalive_timeout\s+Input should be less than 300"
+    ):
+        Settings()
+    monkeypatch.setenv("TWEETCHAT_MASTODON_KEEPALIVE_TIMEOUT", "299")
+    assert Settings().mastodon_keepalive_timeout == 299
 
 
 def test_a_bad_mastodon_url_is_named_by_the_cli(
