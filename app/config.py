@@ -18,6 +18,10 @@ ENV_PREFIX = "TWEETCHAT_"
 # Settings of one Mastodon server, named after its host: TWEETCHAT_MASTODON_TOKEN_MASTODON_SOCIAL.
 MASTODON_TOKEN_PREFIX = ENV_PREFIX + "MASTODON_TOKEN_"
 MASTODON_URL_PREFIX = ENV_PREFIX + "MASTODON_URL_"
+# Seconds of ids each Mastodon timeline round reads again before the stored position, for statuses
+# that reach a server late, and for those a stream found silent left behind
+# (`mastodon_keepalive_timeout` stays under it).
+MASTODON_LATE_MARGIN = 300.0
 _PER_SERVER = {"mastodon_tokens": MASTODON_TOKEN_PREFIX, "mastodon_urls": MASTODON_URL_PREFIX}
 
 
@@ -102,10 +106,10 @@ class Settings(BaseSettings):
     mastodon_keepalive_timeout: float = Field(
         default=60.0,
         gt=0,
-        # Below the 300 s of ids each catch-up round reads again (`run_mastodon`'s late margin):
-        # a stream found silent later than that could leave statuses behind the position that
-        # the other hashtags' streams moved on meanwhile.
-        lt=300,
+        # Below the ids each catch-up round reads again (the Mastodon source's late margin): a
+        # stream found silent later than that could leave statuses behind the position that the
+        # other hashtags' streams moved on meanwhile.
+        lt=MASTODON_LATE_MARGIN,
         description="Seconds a Mastodon stream may be silent before it reconnects (under 300).",
     )
     # Bluesky: the public AppView first, the PDS with an app password when the AppView refuses.

@@ -50,6 +50,7 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx
 
+from app.config import MASTODON_LATE_MARGIN
 from app.ingest.parse import (
     Parsed,
     PayloadError,
@@ -1224,7 +1225,7 @@ async def run_mastodon(
     stream: bool | None = None,
     keepalive_timeout: float = 60.0,
     backoff: Backoff | None = None,
-    late_margin: float = 300.0,
+    late_margin: float = MASTODON_LATE_MARGIN,
     limit: int = MAX_LIMIT,
     stop: StopEvent | None = None,
 ) -> None:
