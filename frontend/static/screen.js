@@ -63,8 +63,6 @@ const WALL_KNOWN = 30; // the server keeps 30 posts on the wall
 const TOP = { chat: 3, question: 3 };
 const BUMP_MS = 1400;
 const QUESTION_SIZES_REM = [2.6, 2.4, 2.2, 2.0, 1.85, 1.7, 1.55, 1.4];
-// The one-column layout of screen.css for phones and narrow windows (keep the two in step).
-const NARROW = window.matchMedia("(max-width: 900px)");
 // A chat whose window is this close to now is live: its clock is the wall clock. Otherwise
 // (an archive, a replay of an old chat) the clock is the newest collected post's time.
 const LIVE_MARGIN_MS = 6 * 3600 * 1000;
@@ -285,8 +283,9 @@ function fitQuestion() {
   const next = $(SEL.questionNext);
   const key = `${text.textContent}|${body.clientWidth}x${body.clientHeight}`;
   if (text.dataset.fitted === key) return;
-  if (NARROW.matches) {
-    // One column (screen.css): the box grows with the question, at the style sheet's size.
+  if (getComputedStyle(text).getPropertyValue("--fit").trim() === "none") {
+    // One column (screen.css, narrow windows): the box grows with the question, at the style
+    // sheet's size.
     text.style.removeProperty("--size");
     text.style.removeProperty("-webkit-line-clamp");
     text.dataset.fitted = key;
