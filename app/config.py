@@ -180,6 +180,13 @@ class Settings(BaseSettings):
         "spell goes out at once; changes meanwhile are sent together; with thousands of "
         "clients, longer: half the time the last update took to send is left for the rest).",
     )
+    storage_process: bool = Field(
+        default=False,
+        description="Store each live chat's posts in a process of its own, beside the one that "
+        "tags, counts and serves them: for chats of thousands of posts a second (on two cores "
+        "1.6x the ingest into SQLite, 1.2x into PostgreSQL; docs/benchmarks.md), at the cost "
+        "of a process per collected chat.",
+    )
 
     @field_validator("database_url")
     @classmethod

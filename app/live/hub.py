@@ -115,6 +115,7 @@ class LiveHub:
                     price_per_post=self.settings.x_price_per_post,
                     lookback=timedelta(hours=self.settings.collect_hours_before),
                     update_interval=self.settings.update_interval,
+                    storage_process=self.settings.storage_process,
                 )
                 await runtime.start()
                 self._runtimes[slug] = runtime

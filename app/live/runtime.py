@@ -17,7 +17,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,16 @@ from app.live.delta import diff_state
 from app.live.figures import LiveFigures, LivePost, PollState
 from app.live.pubsub import Broadcast
 from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
+from app.live.storage import (
+    OK,
+    Job,
+    SourceCounts,
+    StorageGone,
+    StorageProcess,
+    Stored,
+    save_sources,
+    source_row,
+)
 from app.live.sync import LocalSync, Sync
 from app.outages import record_state
 from app.panel import screen_settings, set_manual_tag, update_screen
@@ -108,6 +119,25 @@ class WriteResult:
     copies: dict[str, str | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """A batch handed to the tagger, before it is stored."""
+
+    parsed: Parsed
+    names: dict[str, tuple[str, str]]  # author id -> (username, name)
+    inputs: list[str]  # the posts handed to the tagger
+    changed: dict[str, Tag]  # the tags that changed
+    asked: bool  # whether the host's question posts changed
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """Batches sent to the storage process, not yet answered."""
+
+    batches: list[SourceBatch]
+    tagged: Tagged
+
+
 @dataclass(slots=True)
 class SourceView:
     state: str = "idle"
@@ -138,6 +168,8 @@ class ChatRuntime:
     price_per_post: float = 0.005
     lookback: timedelta = timedelta(hours=72)
     update_interval: float = UPDATE_INTERVAL
+    # Store in a process of its own (TWEETCHAT_STORAGE_PROCESS, app/live/storage.py).
+    storage_process: bool = False
     chat_id: int = 0
     target: ChatTarget | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -171,6 +203,15 @@ class ChatRuntime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: asyncio.Future[WriteResult] | None = None
+    _storage: StorageProcess | None = None
+    _storage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Bumped when the storage process failed: it skips the jobs of the generation before.
+    _generation: int = 0
+    # What batches counted changed of earlier posts, for the storage process's next job.
+    _followup_copies: dict[str, str | None] = field(default_factory=dict)
+    _followup_retags: dict[str, Tag] = field(default_factory=dict)
+    # The authors of batches sent to the storage process (not readable until it answers).
+    _flight_names: dict[str, tuple[str, str]] = field(default_factory=dict)
     _status_writes: set[asyncio.Future[None]] = field(default_factory=set)
     _sync_inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _announcing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -215,6 +256,9 @@ class ChatRuntime:
             if pending is not None:
                 with contextlib.suppress(Exception):
                     await pending
+        if self._storage is not None:  # it stores the batches it was sent, then ends
+            await asyncio.get_running_loop().run_in_executor(None, self._storage.close)
+            self._storage = None
         self._db.shutdown(wait=True)
 
     def _load(self) -> None:
@@ -237,6 +281,18 @@ class ChatRuntime:
             )
             self.tagger, stored = load_tagger(session, chat)
             self.collected = set(stored)
+            # Tags as the tagger has them (stored right if a storage process stopped before
+            # storing the retags a batch made: app/live/storage.py).
+            mistagged = {}
+            for post_id, (question, method, manual) in stored.items():
+                tag = self.tagger.tag(post_id)
+                if not manual and (tag.question, tag.method) != (question, method):
+                    mistagged[post_id] = tag
+            if mistagged:
+                log.warning(
+                    "%s: %d stored tags differed from the tagger's", self.slug, len(mistagged)
+                )
+                save_tags(session, chat.id, mistagged)
             figures = LiveFigures(
                 slug=chat.slug,
                 start=chat.start_at,
@@ -338,7 +394,7 @@ class ChatRuntime:
     def _save_status(self, status: SourceStatus) -> None:
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
-            row = _source_row(session, self.chat_id, status.source)
+            row = source_row(session, self.chat_id, status.source)
             row.state = status.state
             row.detail = status.detail
             row.updated_at = now
@@ -359,6 +415,8 @@ class ChatRuntime:
     # -- ingest -----------------------------------------------------------------------------
 
     async def _worker(self) -> None:
+        if self.storage_process:
+            await self._split_worker()
         while True:
             batch = await self._queue.get()
             batches = [batch]
@@ -386,71 +444,247 @@ class ChatRuntime:
             if self._queue.empty():
                 self._idle.set()
 
+    # With a storage process (TWEETCHAT_STORAGE_PROCESS: app/live/storage.py): this process
+    # tags and counts, the other stores, each batch in flight while the one before is counted.
+
+    async def _split_worker(self) -> None:
+        sent: deque[_Flight] = deque()
+        while True:
+            storage = self._storage
+            try:
+                # Count batch k once batch k+1 is with the storage process (or nothing waits).
+                if sent and (self._queue.empty() or len(sent) > 1):
+                    assert storage is not None  # it was sent what is in flight
+                    status, answer = await storage.answer()
+                    flight = sent.popleft()
+                    if status == OK:
+                        await self._counted(flight, answer)
+                    else:
+                        # The batch stays unstored, as in one process (`_worker`); the storage
+                        # process skips the batches sent after it (they were tagged with it).
+                        log.error(
+                            "%s: could not store a batch of %d (%s):\n%s",
+                            self.slug,
+                            len(flight.batches),
+                            status,
+                            answer,
+                        )
+                        self._forget(flight)
+                        for _ in sent:
+                            await storage.answer()
+                        await self._resend(storage, sent)
+                        storage = self._storage  # another if it died meanwhile
+                        assert storage is not None
+                    if not sent and self._queue.empty():
+                        if self._followup_copies or self._followup_retags:
+                            await self._send(storage, sent, [])
+                        else:
+                            self._flight_names.clear()
+                            self._idle.set()
+                    continue
+                batches = [await self._queue.get()]
+                while len(batches) < MAX_MERGE and not self._queue.empty():
+                    batches.append(self._queue.get_nowait())
+                await self._send(storage or await self.start_storage(), sent, batches)
+            except StorageGone as exc:
+                gone = self._storage
+                assert gone is not None
+                log.error("%s: %s; starting another", self.slug, exc)
+                await self._resend(await self._restart_storage(gone), sent)
+
+    async def _send(
+        self, storage: StorageProcess, sent: deque[_Flight], batches: list[SourceBatch]
+    ) -> None:
+        """Tag the batches and hand them to the storage process, with what the batches counted
+        before changed of earlier posts."""
+        loop = asyncio.get_running_loop()
+        flight = _Flight(batches, await loop.run_in_executor(self._db, self._tag_batches, batches))
+        sent.append(flight)  # before sending: a dead storage process gets it sent again
+        tagger = self.tagger
+        assert tagger is not None
+        tags = {}
+        for record in flight.tagged.parsed.collected:
+            tag = tagger.tag(record.id)
+            tags[record.id] = (tag.question, tag.method)
+        pages = [page for batch in batches for page in batch.pages or ()]
+        whole = all(batch.pages is not None for batch in batches)
+        job = Job(
+            generation=self._generation,
+            chat_id=self.chat_id,
+            pages=pages if whole else None,
+            parsed=None if whole else flight.tagged.parsed,
+            tags=tags,
+            question_posts=tagger.question_posts() if flight.tagged.asked else None,
+            sources=_source_counts(batches),
+            copies=self._followup_copies,
+            retags={p: (t.question, t.method) for p, t in self._followup_retags.items()},
+        )
+        self._followup_copies, self._followup_retags = {}, {}
+        await storage.send(job)
+
+    def _tag_batches(self, batches: list[SourceBatch]) -> Tagged:
+        parsed = _merged(batches)
+        # The authors of batches not stored yet are not in the database to read.
+        with self.sessions() as session:
+            names = _names(session, parsed, self._flight_names)
+        self._flight_names.update((user.id, (user.username, user.name)) for user in parsed.users)
+        return self._tag(parsed, names)
+
+    async def _counted(self, flight: _Flight, stored: Stored) -> None:
+        def result() -> WriteResult:
+            by_id = {record.id: record for record in flight.tagged.parsed.collected}
+            records = [by_id[post_id] for post_id in stored.newly]
+            result, copies, retags = self._result(
+                flight.tagged, records, stored.metrics, stored.persons, stored.questions
+            )
+            self.collected.update(stored.newly)
+            # Stored with the next batch: the copies of every post (the store leaves them
+            # empty) and the retags of posts collected before.
+            self._followup_copies.update(copies)
+            self._followup_retags.update(retags)
+            return result
+
+        written = await asyncio.get_running_loop().run_in_executor(self._db, result)
+        if flight.batches:  # else it carried only what earlier batches changed
+            self._apply(written, flight.batches)
+            self._announce_ingest(written, flight.batches)
+            self._forget(flight)
+
+    def _forget(self, flight: _Flight) -> None:
+        for batch in flight.batches:
+            for record in batch.parsed.collected:
+                self._received_at.pop(record.id, None)
+
+    async def _resend(self, storage: StorageProcess, sent: deque[_Flight]) -> None:
+        """Start again from what the database holds, and send the batches in flight again
+        (tagged again: the tagger is the database's now)."""
+        loop = asyncio.get_running_loop()
+        again = [flight.batches for flight in sent]
+        sent.clear()
+        while True:
+            self._generation += 1
+            self._followup_copies, self._followup_retags = {}, {}
+            self._flight_names.clear()
+            await loop.run_in_executor(self._db, self._load)
+            try:
+                for batches in again:
+                    await self._send(storage, sent, batches)
+                return
+            except StorageGone as exc:
+                log.error("%s: %s; starting another", self.slug, exc)
+                again = [flight.batches for flight in sent]
+                sent.clear()
+                storage = await self._restart_storage(storage)
+
+    async def start_storage(self) -> StorageProcess:
+        """The chat's storage process, started if it is not (at the first batch: a chat that is
+        only watched needs none; a benchmark starts it before its clock)."""
+        async with self._storage_lock:
+            if self._storage is None:
+                bind = self.sessions.kw["bind"]
+                url = bind.url.render_as_string(hide_password=False)
+                self._storage = await self._new_storage(url)
+            return self._storage
+
+    async def _restart_storage(self, storage: StorageProcess) -> StorageProcess:
+        await asyncio.get_running_loop().run_in_executor(None, storage.close)
+        self._storage = await self._new_storage(storage.url)
+        return self._storage
+
+    async def _new_storage(self, url: str) -> StorageProcess:
+        loop = asyncio.get_running_loop()
+        while True:
+            fresh = StorageProcess(url, self.slug)
+            try:
+                await fresh.ready()
+            except StorageGone as exc:
+                log.error("%s: %s; trying again in a second", self.slug, exc)
+                await loop.run_in_executor(None, fresh.close)
+                await asyncio.sleep(1.0)
+                continue
+            return fresh
+
     def _write(self, batches: list[SourceBatch]) -> WriteResult:
-        assert self.tagger is not None
-        parsed = Parsed()
-        for batch in batches:
-            parsed.extend(batch.parsed)
-        now = datetime.now(UTC)
+        parsed = _merged(batches)
         with self.sessions.begin() as session:
             names = _names(session, parsed)
-            known = self.tagger.tags()
-            inputs = []
-            for record in {r.id: r for r in [*parsed.context, *parsed.collected]}.values():
-                author = names.get(record.author_id, ("", ""))[0]
-                # A post first met as context may have come without its author; whether it is a
-                # host's (a question post) depends on it, so it is added again once known.
-                if record.id in known and not (author and record.id in self._nameless):
-                    continue
-                if author:
-                    self._nameless.discard(record.id)
-                else:
-                    self._nameless.add(record.id)
-                inputs.append(
-                    TagInput.from_text(
-                        id=record.id,
-                        author=author,
-                        created_at=record.created_at,
-                        kind=record.kind,
-                        in_reply_to_id=record.in_reply_to_id,
-                        quoted_id=record.quoted_id,
-                        text=record.text,
-                    )
-                )
-            questions_before = self.tagger.question_posts()
-            changed = self.tagger.add(inputs)
+            tagged = self._tag(parsed, names)
+            assert self.tagger is not None
             # Tagged first, so that newly collected posts are stored with their tags.
             stored = store_parsed(session, self.chat_id, parsed, self.tagger.tags())
             self._statistics.grew(session, len(stored.new_posts) + len(stored.newly_collected))
-            newly = {record.id for record in stored.newly_collected}
-            persons = stored.persons
-            copies = self._crossposts_add(stored.newly_collected, persons)
-            save_copies(session, self.chat_id, copies)
-            retagged = {
-                pid: tag for pid, tag in changed.items() if pid in self.collected or pid in newly
-            }
-            # A post met as context before is tagged already: its tag did not change now, but
-            # the chat has just collected it.
-            for pid in newly:
-                retagged.setdefault(pid, self.tagger.tag(pid))
-            save_tags(session, self.chat_id, {p: t for p, t in retagged.items() if p not in newly})
-            questions: dict[int, str] = {}
-            if self.tagger.question_posts() != questions_before:
+            questions: dict[int, str] | None = None
+            if tagged.asked:
                 chat = get_chat(session, self.slug)
                 record_question_posts(session, chat, self.tagger.question_posts())
                 questions = {q.number: q.text for q in chat.questions}
             # The store keeps the largest metrics of every copy seen, context copies included:
             # newly collected posts enter the live figures with those.
-            metrics = {post_id: stored.metrics[post_id] for post_id in newly}
-            for batch in batches:
-                row = _source_row(session, self.chat_id, batch.source)
-                if batch.position:
-                    row.position = {**row.position, **batch.position}
-                row.posts_read += batch.posts_read
-                row.requests += batch.requests
-                row.updated_at = now
+            metrics = {record.id: stored.metrics[record.id] for record in stored.newly_collected}
+            result, copies, retags = self._result(
+                tagged, stored.newly_collected, metrics, stored.persons, questions
+            )
+            save_copies(session, self.chat_id, copies)
+            save_tags(session, self.chat_id, retags)
+            save_sources(session, self.chat_id, _source_counts(batches), datetime.now(UTC))
         # After the commit only: a failed write leaves the set as the database has it.
-        self.collected.update(newly)
+        self.collected.update(record.id for record in stored.newly_collected)
+        return result
+
+    def _tag(self, parsed: Parsed, names: dict[str, tuple[str, str]]) -> Tagged:
+        """Hand the batch's posts the tagger does not hold yet to it."""
+        tagger = self.tagger
+        assert tagger is not None
+        known = tagger.tags()
+        inputs = []
+        for record in {r.id: r for r in [*parsed.context, *parsed.collected]}.values():
+            author = names.get(record.author_id, ("", ""))[0]
+            # A post first met as context may have come without its author; whether it is a
+            # host's (a question post) depends on it, so it is added again once known.
+            if record.id in known and not (author and record.id in self._nameless):
+                continue
+            if author:
+                self._nameless.discard(record.id)
+            else:
+                self._nameless.add(record.id)
+            inputs.append(
+                TagInput.from_text(
+                    id=record.id,
+                    author=author,
+                    created_at=record.created_at,
+                    kind=record.kind,
+                    in_reply_to_id=record.in_reply_to_id,
+                    quoted_id=record.quoted_id,
+                    text=record.text,
+                )
+            )
+        questions_before = tagger.question_posts()
+        changed = tagger.add(inputs)
+        asked = tagger.question_posts() != questions_before
+        return Tagged(parsed, names, [i.id for i in inputs], changed, asked)
+
+    def _result(
+        self,
+        tagged: Tagged,
+        newly_collected: list[PostRecord],
+        metrics: dict[str, Metrics],
+        persons: dict[str, str],
+        questions: dict[int, str] | None,
+    ) -> tuple[WriteResult, dict[str, str | None], dict[str, Tag]]:
+        """What the stored batch changes in the live figures, and what it changes of posts
+        collected before: the copies to store (the new posts' included) and the retags."""
+        tagger = self.tagger
+        assert tagger is not None
+        parsed, names = tagged.parsed, tagged.names
+        newly = {record.id for record in newly_collected}
+        copies = self._crossposts_add(newly_collected, persons)
+        retagged = {
+            pid: tag for pid, tag in tagged.changed.items() if pid in self.collected or pid in newly
+        }
+        # A post met as context before is tagged already: its tag did not change now, but
+        # the chat has just collected it.
+        for pid in newly:
+            retagged.setdefault(pid, tagger.tag(pid))
         new_posts = [
             _live_post(
                 record,
@@ -460,7 +694,7 @@ class ChatRuntime:
                 person=persons[record.author_id],
                 copy_of=copies.get(record.id),
             )
-            for record in stored.newly_collected
+            for record in newly_collected
         ]
         seen_again = [
             (
@@ -474,15 +708,16 @@ class ChatRuntime:
             PollState(p.id, p.voting_status, tuple(p.options))
             for p in {p.id: p for p in parsed.polls}.values()
         ]
-        return WriteResult(
+        result = WriteResult(
             new_posts,
             seen_again,
             retagged,
             polls,
-            questions,
-            [i.id for i in inputs],
+            questions or {},
+            tagged.inputs,
             {post_id: first for post_id, first in copies.items() if post_id not in newly},
         )
+        return result, copies, {p: t for p, t in retagged.items() if p not in newly}
 
     def _crossposts_add(
         self, records: Iterable[PostRecord], persons: dict[str, str]
@@ -1079,26 +1314,27 @@ class ChatRuntime:
         )
 
 
-def _source_row(session: Session, chat_id: int, source: str) -> SourceState:
-    row = session.get(SourceState, (chat_id, source))
-    if row is None:
-        row = SourceState(
-            chat_id=chat_id,
-            source=source,
-            position={},
-            state="running",
-            detail="",
-            posts_read=0,
-            requests=0,
-            updated_at=datetime.now(UTC),
-        )
-        session.add(row)
-    return row
+def _merged(batches: list[SourceBatch]) -> Parsed:
+    parsed = Parsed()
+    for batch in batches:
+        parsed.extend(batch.parsed)
+    return parsed
 
 
-def _names(session: Session, parsed: Parsed) -> dict[str, tuple[str, str]]:
+def _source_counts(batches: list[SourceBatch]) -> list[SourceCounts]:
+    return [(b.source, b.position, b.posts_read, b.requests) for b in batches]
+
+
+def _names(
+    session: Session, parsed: Parsed, known: Mapping[str, tuple[str, str]] | None = None
+) -> dict[str, tuple[str, str]]:
+    """The username and name of the batch's authors: its own users, else `known`, else the
+    stored accounts."""
     names = {user.id: (user.username, user.name) for user in parsed.users}
     missing = {r.author_id for r in [*parsed.collected, *parsed.context]} - set(names)
+    if missing and known:
+        names.update((author, known[author]) for author in missing if author in known)
+        missing -= set(names)
     if missing:
         rows = session.execute(
             select(Account.id, Account.username, Account.name).where(

@@ -33,6 +33,9 @@ class SourceBatch:
     # Posts this request returned (data + includes.tweets), for the X spend estimate.
     posts_read: int = 0
     requests: int = 1
+    # The X API pages `parsed` is the whole of (`parse_object` of each), when the source kept
+    # their bytes: a storage process parses them again instead of being handed the records.
+    pages: list[bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,10 +277,16 @@ class ApiClient:
         self, method: str, url: str, *, endpoint: str, **kwargs: Any
     ) -> dict[str, Any]:
         """The JSON object of a 2xx answer (ServerError if it is not one)."""
+        return (await self._request_body(method, url, endpoint=endpoint, **kwargs))[0]
+
+    async def _request_body(
+        self, method: str, url: str, *, endpoint: str, **kwargs: Any
+    ) -> tuple[dict[str, Any], bytes]:
+        """The JSON object of a 2xx answer (ServerError if it is not one), and its bytes."""
         payload, response = await self._request_json(method, url, endpoint=endpoint, **kwargs)
         if not isinstance(payload, dict):
             raise self.dialect.unreadable(endpoint, response, "JSON that is not an object")
-        return payload
+        return payload, response.content
 
     @asynccontextmanager
     async def _open_stream(

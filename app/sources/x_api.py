@@ -224,6 +224,29 @@ class XApi(ApiClient):
     ) -> dict[str, Any]:
         return await self._request_object(method, path, endpoint=endpoint, params=params, json=body)
 
+    async def search_page(
+        self,
+        query: str,
+        *,
+        since_id: str | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        next_token: str | None = None,
+        max_results: int = MAX_PAGE,
+    ) -> tuple[dict[str, Any], bytes]:
+        """One page of `GET /2/tweets/search/recent`, newest first, and its bytes."""
+        params = {"query": query, "max_results": str(max(10, min(MAX_PAGE, max_results)))}
+        params.update(POST_FIELDS)
+        if since_id:
+            params["since_id"] = since_id
+        if start_time is not None:
+            params["start_time"] = x_time(start_time)
+        if end_time is not None:
+            params["end_time"] = x_time(end_time)
+        if next_token:
+            params["next_token"] = next_token
+        return await self._request_body("GET", SEARCH_PATH, endpoint="search", params=params)
+
     async def search_recent(
         self,
         query: str,
@@ -235,17 +258,15 @@ class XApi(ApiClient):
         max_results: int = MAX_PAGE,
     ) -> dict[str, Any]:
         """One page of `GET /2/tweets/search/recent`, newest first."""
-        params = {"query": query, "max_results": str(max(10, min(MAX_PAGE, max_results)))}
-        params.update(POST_FIELDS)
-        if since_id:
-            params["since_id"] = since_id
-        if start_time is not None:
-            params["start_time"] = x_time(start_time)
-        if end_time is not None:
-            params["end_time"] = x_time(end_time)
-        if next_token:
-            params["next_token"] = next_token
-        return await self._request("GET", SEARCH_PATH, endpoint="search", params=params)
+        page, _body = await self.search_page(
+            query,
+            since_id=since_id,
+            start_time=start_time,
+            end_time=end_time,
+            next_token=next_token,
+            max_results=max_results,
+        )
+        return page
 
     async def lookup(self, ids: Sequence[str]) -> dict[str, Any]:
         """`GET /2/tweets?ids=...` for at most 100 ids: current metrics and polls."""

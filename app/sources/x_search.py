@@ -96,8 +96,8 @@ async def search_round(
     round_newest: str | None = None
     since_refused = False
 
-    async def fetch() -> tuple[Parsed, int, dict[str, Any]]:
-        page = await api.search_recent(
+    async def fetch() -> tuple[Parsed, int, dict[str, Any], bytes]:
+        page, body = await api.search_page(
             query,
             since_id=since_id,
             start_time=None if since_id else start_time,
@@ -105,7 +105,7 @@ async def search_round(
             max_results=max_results,
         )
         try:
-            return _page_of(page)
+            return (*_page_of(page), body)
         except PayloadError as exc:
             # A page we cannot read is X's fault; asking again for it is the only way not to
             # lose its posts.
@@ -113,7 +113,7 @@ async def search_round(
 
     while True:
         try:
-            parsed, read, meta = await caller.call(fetch)
+            parsed, read, meta, body = await caller.call(fetch)
         except XRequestError as exc:
             if token is not None or since_id is None or "since_id" not in str(exc.body):
                 raise
@@ -132,7 +132,9 @@ async def search_round(
         if last and round_newest is not None:
             position = {position_key: newest_id(since_id, round_newest)}
         if parsed.collected or parsed.context or position is not None:
-            await ctx.emit(SourceBatch(source, parsed, position=position, posts_read=read))
+            # With the page's bytes: a storage process parses them again (app/live/storage.py).
+            batch = SourceBatch(source, parsed, position=position, posts_read=read, pages=[body])
+            await ctx.emit(batch)
         if last:
             return round_newest, since_refused
 

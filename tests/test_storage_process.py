@@ -1,0 +1,224 @@
+"""TWEETCHAT_STORAGE_PROCESS: a chat's posts stored by a process of their own (app/live/storage.py).
+
+With the setting, the live figures, what every client sees and what is stored must be what one
+process gives; a storage process that dies mid-chat loses and doubles nothing; a batch it cannot
+store is left out (as in one process) while the batches sent after it are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.chats import get_chat
+from app.config import Settings
+from app.db.engine import open_database
+from app.db.models import ChatPost, SourceState
+from app.ingest.parse import PostRecord
+from app.live.pubsub import Broadcast
+from app.live.runtime import ChatRuntime
+from app.live.storage import FAILED, OK, SKIPPED, Job, StorageProcess
+from app.sources.base import SourceBatch
+from app.sources.replay import Timeline, load_timeline
+from app.stats import chat_stats
+from tests.helpers import HubServer, make_cli_runner
+from tests.test_live import QI, create_chat, follow
+
+TOTAL = 343  # posts in the QI fixture
+
+
+@pytest.fixture
+def sessions(database_url: str, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    create_chat(make_cli_runner(database_url), "qi")
+    engine, factory = open_database(database_url)
+    yield factory
+    engine.dispose()
+
+
+def groups(timeline: Timeline, size: int) -> list[list[PostRecord]]:
+    posts = timeline.posts
+    return [posts[i : i + size] for i in range(0, len(posts), size)]
+
+
+def batch(timeline: Timeline, group: list[PostRecord], **kwargs: Any) -> SourceBatch:
+    position = kwargs.pop("position", {"replayed_id": group[-1].id})
+    return SourceBatch("replay", timeline.batch_for(group), position=position, requests=0, **kwargs)
+
+
+def stored_ids(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as session:
+        return list(session.scalars(select(ChatPost.post_id)))
+
+
+def assert_figures_are_the_stored_ones(runtime: ChatRuntime) -> None:
+    figures = runtime.figures
+    assert figures is not None
+    with runtime.sessions() as session:
+        stored = chat_stats(session, get_chat(session, "qi"), "all")
+    live = figures.figures("all")
+    assert {**live, "trending": stored["trending"]} == stored
+
+
+def test_a_replay_stored_by_a_storage_process_reaches_every_client_with_the_import_figures(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    create_chat(make_cli_runner(database_url), "qi")
+    timeline = load_timeline(QI)
+    settings = Settings(database_url=database_url, storage_process=True)
+    with HubServer(settings) as server:
+        ws_url = server.url.replace("http://", "ws://") + "/ws/chats/qi"
+
+        async def scenario() -> tuple[list[str], dict[str, Any]]:
+            reader = asyncio.create_task(follow(ws_url, TOTAL))
+            await asyncio.sleep(0.3)
+            assert server.hub is not None
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(
+                    server.hub.start_replay("qi", timeline, speed=1e6, max_gap=0.002),
+                    server.loop,  # type: ignore[arg-type]
+                )
+            )
+            return await reader
+
+        seen, last = asyncio.run(scenario())
+        with httpx.Client(base_url=server.url) as http:
+            stats_all = http.get("/api/chats/qi/stats?window=all").json()
+    assert len(seen) == len(set(seen)) == TOTAL
+    assert last["figures_all"] == stats_all
+    cli = make_cli_runner(f"sqlite:///{tmp_path / 'imported.db'}")
+    create_chat(cli, "qi")
+    assert cli("import", "qi", str(QI)).exit_code == 0
+    assert stats_all == json.loads(cli("stats", "qi", "--window", "all", "--json").output)
+    assert last["current_question"]["number"] == 6
+
+
+def test_a_storage_process_killed_mid_chat_is_replaced_without_losing_or_doubling_a_post(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    timeline = load_timeline(QI)
+    parts = groups(timeline, 4)
+
+    async def scenario() -> tuple[int | None, int | None, ChatRuntime]:
+        runtime = ChatRuntime(
+            slug="qi", sessions=sessions, broadcast=Broadcast(), storage_process=True
+        )
+        await runtime.start()
+        try:
+            storage = await runtime.start_storage()
+            first = storage.pid
+            third = len(parts) // 3
+            for group in parts[:third]:
+                await runtime.emit(batch(timeline, group))
+            while not runtime.collected:  # the first answers are in: the rest are in flight
+                await asyncio.sleep(0.001)
+            storage.kill()
+            for group in parts[third:]:
+                await runtime.emit(batch(timeline, group))
+            await asyncio.wait_for(runtime.drained(), 120)
+            assert runtime._storage is not None
+            return first, runtime._storage.pid, runtime
+        finally:
+            await runtime.stop()
+
+    first, second, runtime = asyncio.run(scenario())
+    assert second != first  # another storage process took over
+    assert "is gone" in caplog.text
+    ids = stored_ids(sessions)
+    assert len(ids) == len(set(ids)) == TOTAL  # every post, once
+    assert len(runtime.collected) == TOTAL
+    assert_figures_are_the_stored_ones(runtime)
+    with sessions() as session:
+        state = session.get(SourceState, (runtime.chat_id, "replay"))
+        assert state is not None
+        assert state.position["replayed_id"] == timeline.posts[-1].id
+
+
+def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_on(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    timeline = load_timeline(QI)
+    parts = groups(timeline, 10)
+    before, poison, after = parts[:10], parts[10], parts[11:]
+
+    async def scenario() -> ChatRuntime:
+        runtime = ChatRuntime(
+            slug="qi", sessions=sessions, broadcast=Broadcast(), storage_process=True
+        )
+        await runtime.start()
+        try:
+            for group in before:
+                await runtime.emit(batch(timeline, group))
+            await asyncio.wait_for(runtime.drained(), 60)
+            # A position the database cannot hold (a set is not JSON): the write fails.
+            await runtime.emit(batch(timeline, poison, position={"bad": {1, 2}}))
+            while not runtime._queue.empty():  # taken alone, not merged with the next ones
+                await asyncio.sleep(0.001)
+            for group in after:
+                await runtime.emit(batch(timeline, group))
+            await asyncio.wait_for(runtime.drained(), 60)
+            return runtime
+        finally:
+            await runtime.stop()
+
+    runtime = asyncio.run(scenario())
+    assert "could not store a batch of 1" in caplog.text
+    ids = set(stored_ids(sessions))
+    left_out = {record.id for record in poison}
+    assert ids == {record.id for record in timeline.posts} - left_out
+    assert runtime.collected == ids
+    assert_figures_are_the_stored_ones(runtime)
+
+
+def test_after_a_failed_job_the_storage_process_skips_its_generation_and_stores_the_next(
+    sessions: sessionmaker[Session], database_url: str
+) -> None:
+    """The protocol itself: jobs tagged after a failed one are skipped until the serving process
+    has reloaded and sends the next generation."""
+    timeline = load_timeline(QI)
+    first, second, third = groups(timeline, 5)[:3]
+    with sessions() as session:
+        chat_id = get_chat(session, "qi").id
+
+    def job(generation: int, group: list[PostRecord], position: dict[str, Any]) -> Job:
+        return Job(
+            generation=generation,
+            chat_id=chat_id,
+            pages=None,
+            parsed=timeline.batch_for(group),
+            tags={record.id: (None, None) for record in group},
+            question_posts=None,
+            sources=[("replay", position, 0, 0)],
+            copies={},
+            retags={},
+        )
+
+    async def scenario() -> list[tuple[str, Any]]:
+        storage = StorageProcess(database_url, "qi")
+        try:
+            await storage.ready()
+            await storage.send(job(0, first, {"bad": {1}}))
+            await storage.send(job(0, second, {"n": 2}))
+            await storage.send(job(1, third, {"n": 3}))
+            return [await storage.answer() for _ in range(3)]
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, storage.close)
+
+    answers = asyncio.run(scenario())
+    assert [status for status, _ in answers] == [FAILED, SKIPPED, OK]
+    assert "TypeError" in answers[0][1]  # the storage process's traceback, for the log
+    stored = answers[2][1]
+    assert set(stored.newly) == {record.id for record in third}
+    assert set(stored_ids(sessions)) == {record.id for record in third}
+    with sessions() as session:
+        count = session.scalar(select(func.count()).select_from(SourceState))
+        state = session.get(SourceState, (chat_id, "replay"))
+    assert count == 1 and state is not None and state.position == {"n": 3}
