@@ -20,6 +20,8 @@ from typing import Any
 import anyio
 import pytest
 
+from app import jsonio
+from app.ingest.parse import parse_object
 from app.sources.base import ChatTarget, SourceBatch
 from app.sources.x_api import (
     EXPANSIONS,
@@ -118,7 +120,8 @@ def test_chat_query_ors_the_hashtags() -> None:
 @pytest.mark.anyio
 async def test_requests_ask_for_our_expansions_and_fields(fake: FakeX, api: XApi) -> None:
     fake.publish(20)
-    page = await api.search_recent(chat_query(HASHTAGS))
+    page, body = await api.search_page(chat_query(HASHTAGS))
+    assert jsonio.loads(body) == page  # the bytes the page was read from
     params = fake.requests("search")[0].params
     assert params["query"] == "#LeadingQI OR #QIHour"
     assert params["expansions"] == EXPANSIONS
@@ -157,7 +160,7 @@ async def test_bad_request_and_bad_token_are_typed(fake: FakeX) -> None:
             await wrong.trends(23424975)
     async with XApi(fake.url, fake.token) as api:
         with pytest.raises(XRequestError, match="400"):
-            await api.search_recent("#QIHour", start_time=datetime.now(UTC) - timedelta(days=8))
+            await api.search_page("#QIHour", start_time=datetime.now(UTC) - timedelta(days=8))
 
 
 # -- recent search ---------------------------------------------------------------------------
@@ -210,6 +213,10 @@ async def test_search_follows_pages_then_polls_from_since_id(fake: FakeX, api: X
     assert ctx.position["newest_id"] == max(non_retweets(fake), key=int)
     assert sum(b.posts_read for b in ctx.batches) >= len(counts)
     assert any(s.state == "running" for s in ctx.statuses)
+    # Each batch is one page, whole, with its bytes for a storage process to parse again.
+    for batch in ctx.batches:
+        assert batch.pages is not None and len(batch.pages) == 1
+        assert parse_object(jsonio.loads(batch.pages[0])) == batch.parsed
 
 
 @pytest.mark.anyio

@@ -247,27 +247,6 @@ class XApi(ApiClient):
             params["next_token"] = next_token
         return await self._request_body("GET", SEARCH_PATH, endpoint="search", params=params)
 
-    async def search_recent(
-        self,
-        query: str,
-        *,
-        since_id: str | None = None,
-        start_time: datetime | None = None,
-        end_time: datetime | None = None,
-        next_token: str | None = None,
-        max_results: int = MAX_PAGE,
-    ) -> dict[str, Any]:
-        """One page of `GET /2/tweets/search/recent`, newest first."""
-        page, _body = await self.search_page(
-            query,
-            since_id=since_id,
-            start_time=start_time,
-            end_time=end_time,
-            next_token=next_token,
-            max_results=max_results,
-        )
-        return page
-
     async def lookup(self, ids: Sequence[str]) -> dict[str, Any]:
         """`GET /2/tweets?ids=...` for at most 100 ids: current metrics and polls."""
         if not 1 <= len(ids) <= MAX_PAGE:
