@@ -19,8 +19,7 @@ ENV_PREFIX = "TWEETCHAT_"
 MASTODON_TOKEN_PREFIX = ENV_PREFIX + "MASTODON_TOKEN_"
 MASTODON_URL_PREFIX = ENV_PREFIX + "MASTODON_URL_"
 # Seconds of ids each Mastodon timeline round reads again before the stored position, for statuses
-# that reach a server late, and for those a stream found silent left behind
-# (`mastodon_keepalive_timeout` stays under it).
+# that reach a server late.
 MASTODON_LATE_MARGIN = 300.0
 _PER_SERVER = {"mastodon_tokens": MASTODON_TOKEN_PREFIX, "mastodon_urls": MASTODON_URL_PREFIX}
 
@@ -106,11 +105,7 @@ class Settings(BaseSettings):
     mastodon_keepalive_timeout: float = Field(
         default=60.0,
         gt=0,
-        # Below the ids each catch-up round reads again (the Mastodon source's late margin): a
-        # stream found silent later than that could leave statuses behind the position that the
-        # other hashtags' streams moved on meanwhile.
-        lt=MASTODON_LATE_MARGIN,
-        description="Seconds a Mastodon stream may be silent before it reconnects (under 300).",
+        description="Seconds a Mastodon stream may be silent before it reconnects.",
     )
     # Bluesky: the public AppView first, the PDS with an app password when the AppView refuses.
     bluesky_url: str = "https://public.api.bsky.app"

@@ -40,7 +40,8 @@ Faults, scripted from the test:
 - `fail_next(endpoint, status, times=, reset_in=, after=)`: 429 (remaining 0, reset `reset_in` s
   ahead), 500/502/503 (an HTML error page, as a proxy sends), 401/403/404...; `hang_next`.
 - each stream connection takes the next `StreamScript`: `stream_drop_after(k, abort=False)`,
-  `stream_go_silent(after=k)` (not even heartbeats), `stream_keepalive_only()` (heartbeats only).
+  `stream_go_silent(after=k, tag=None)` (not even heartbeats; `tag`: only the stream of that
+  hashtag), `stream_keepalive_only()` (heartbeats only).
 - switches: `stream_duplicates` (every event twice), `stream_out_of_order` (statuses published
   together are sent newest first), `page_overlap` (a page's `next` link repeats its last status on
   the next page), `serve_untagged` (the timeline and streams ignore the hashtag filter, like a

@@ -288,6 +288,7 @@ class StreamScript:
     abort: bool = False  # ... by breaking the connection (no final chunk) instead
     silent_after: int | None = None  # after this many messages send nothing, not even keep-alives
     keepalive_only: bool = False  # send keep-alives, never a message
+    tag: str | None = None  # only for a connection following this hashtag (None: any)
 
 
 @dataclass
@@ -325,15 +326,16 @@ class StreamingFakeServer(FakeServer[EndpointT, RecordT]):
     # -- controls -----------------------------------------------------------------------------
 
     def script_stream(self, *scripts: StreamScript) -> None:
-        """The next stream connections behave as these scripts say, one each, in order."""
+        """The next stream connections behave as these scripts say, one each, in order (a
+        script with a `tag` waits for a connection following that hashtag)."""
         with self._lock:
             self._scripts.extend(scripts)
 
     def stream_drop_after(self, messages: int, *, abort: bool = False) -> None:
         self.script_stream(StreamScript(drop_after=messages, abort=abort))
 
-    def stream_go_silent(self, after: int = 0) -> None:
-        self.script_stream(StreamScript(silent_after=after))
+    def stream_go_silent(self, after: int = 0, *, tag: str | None = None) -> None:
+        self.script_stream(StreamScript(silent_after=after, tag=tag))
 
     def stream_keepalive_only(self) -> None:
         self.script_stream(StreamScript(keepalive_only=True))
@@ -369,7 +371,9 @@ class StreamingFakeServer(FakeServer[EndpointT, RecordT]):
     ) -> StreamingResponse:
         """A streamed answer to `request`, on a connection that takes the next script."""
         with self._lock:
-            script = self._scripts.popleft() if self._scripts else StreamScript()
+            script = next((s for s in self._scripts if s.tag in (None, tag)), StreamScript())
+            if script in self._scripts:
+                self._scripts.remove(script)
             connection = StreamConnection(
                 asyncio.get_running_loop(),
                 asyncio.Event(),

@@ -961,3 +961,35 @@ async def test_an_error_in_the_pipeline_comes_out_as_itself(
     async with MastodonClient(social.url, social.token if streaming else None) as client:
         with pytest.raises(RuntimeError, match="the queue is gone"), anyio.fail_after(5):
             await run_mastodon(ctx, client, backoff=FAST, stop=anyio.Event())
+
+
+@pytest.mark.anyio
+async def test_a_stream_silent_while_another_moves_the_position_loses_nothing(
+    social: FakeMastodon,
+) -> None:
+    """The #QIHour stream goes silent from the start; the #LeadingQI stream meanwhile moves the
+    group's position past the #QIHour statuses the silent one missed. The catch-up round after
+    the reconnect must read from the position as of the silent stream's last byte, not from the
+    position now (no late margin here to cover the gap by chance)."""
+    social.publish(2)
+    social.stream_go_silent(after=0, tag="qihour")
+    ctx = make_ctx(("#LeadingQI", "#QIHour"))
+    async with (
+        MastodonClient(social.url, social.token) as client,
+        running(run_mastodon, ctx, client, keepalive_timeout=1.0, backoff=FAST, late_margin=0),
+    ):
+        await social.wait_until(lambda: social.open_streams == 2)
+        await ctx.wait_for(lambda: has_position(ctx, client.host))
+        await anyio.sleep(0.2)  # both streams caught up
+        rounds = len(social.requests("timeline"))
+        before = ctx.position[POSITION_KEY][client.host]["leadingqi,qihour"]
+        social.publish_all()  # #LeadingQI's arrive; #QIHour's stream sends nothing at all
+        await ctx.wait_for(
+            lambda: ctx.position[POSITION_KEY][client.host]["leadingqi,qihour"] != before
+        )
+        await social.wait_until(lambda: social.stream_connections == 3)
+        await ctx.wait_for(lambda: set(ctx.collected()) == collectable(social))
+    assert max(Counter(ctx.collected()).values()) == 1
+    catch_up = social.requests("timeline")[rounds]
+    assert catch_up.param("min_id") == before
+    assert any("#QIHour stream" in s.detail for s in ctx.states("failing"))

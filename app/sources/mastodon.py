@@ -31,14 +31,16 @@ that margin is read again and its statuses, stored once by the pipeline, emitted
 Failures. 429 waits until `X-RateLimit-Reset` (an ISO 8601 time), and calls slow down while
 `X-RateLimit-Remaining` is low (300 calls per 5 minutes by default); 5xx and network errors back
 off (`http.Backoff`); 401/403 (and other 4xx) stop that server with its reason. A stream silent
-(not even a `:thump` heartbeat) for `keepalive_timeout` seconds is reconnected.
+(not even a `:thump` heartbeat) for `keepalive_timeout` seconds is reconnected; meanwhile the
+chat's other hashtags' streams may have moved the position on, so its catch-up round reads from
+the position as of the stream's last byte (`_GroupState.since`), not the position now.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -192,6 +194,11 @@ def newest_local_id(*ids: str | None) -> str | None:
     return max(known, key=_id_key) if known else None
 
 
+def oldest_local_id(*ids: str | None) -> str | None:
+    known = [value for value in ids if value]
+    return min(known, key=_id_key) if known else None
+
+
 def rewind_id(local_id: str, seconds: float) -> str:
     """A Mastodon snowflake id `seconds` earlier than `local_id` (the same id when it is not a
     snowflake, or `seconds` is 0)."""
@@ -231,6 +238,7 @@ class MastodonStream:
         self._endpoint = endpoint
         self.heartbeats = 0
         self.events_received = 0
+        self.last_byte = time.monotonic()  # when the last line came (or the stream opened)
 
     async def events(self) -> AsyncIterator[SseEvent]:
         """Each event (`update`, `delete`, `status.update`...); heartbeats (lines starting with
@@ -246,6 +254,7 @@ class MastodonStream:
         lines = stream_lines(self._response, self._dialect, self._endpoint, silence)
         async with aclosing(lines):
             async for line in lines:
+                self.last_byte = time.monotonic()
                 if not line:
                     if data:
                         self.events_received += 1
@@ -872,6 +881,29 @@ class _GroupState:
     # The connection number of each hashtag's live stream.
     live: dict[str, int] = field(default_factory=dict)
     stream_newest: str | None = None
+    # When the stored position moved, and to what: (monotonic time, position), oldest first,
+    # as far back as a silent stream may have gone unnoticed.
+    moves: deque[tuple[float, str | None]] = field(default_factory=deque)
+    # Of a hashtag whose stream went silent: the position as of its last byte. Meanwhile the
+    # other hashtags' streams may have moved the position past statuses it missed; the catch-up
+    # round after the reconnect reads from there.
+    since: dict[str, str | None] = field(default_factory=dict)
+
+    def moved(self, position: str | None, keep: float) -> None:
+        now = time.monotonic()
+        self.moves.append((now, position))
+        # Keep the newest move at least `keep` seconds old: the position as of then.
+        while len(self.moves) > 1 and self.moves[1][0] <= now - keep:
+            self.moves.popleft()
+
+    def position_at(self, when: float) -> str | None:
+        """The stored position as of the monotonic time `when` (the oldest kept if earlier)."""
+        found = self.moves[0][1] if self.moves else None
+        for moved_at, position in self.moves:
+            if moved_at > when:
+                break
+            found = position
+        return found
 
 
 class _PacedCaller(RetryingCaller):
@@ -1027,17 +1059,20 @@ class _Server:
             limit=self.options.limit,
         )
 
-    async def round(self, group: TagGroup, covered: dict[str, int] | None = None) -> None:
-        """One timeline round for `group`: every status newer than the stored position (or,
-        the first time, back to the chat's start minus its lookback), emitted page by page;
-        the new position rides on the round's last batch."""
+    async def round(
+        self, group: TagGroup, covered: dict[str, int] | None = None, since: str | None = None
+    ) -> None:
+        """One timeline round for `group`: every status newer than the stored position (or
+        `since` if older; the first time, back to the chat's start minus its lookback), emitted
+        page by page; the new position rides on the round's last batch."""
         collector = self.collector
         chat = collector.ctx.chat
         stored = collector.stored(self.host, group)
         first = stored is None
         floor = chat.start - chat.lookback
         max_id: str | None = None
-        min_id = None if stored is None else rewind_id(stored, self.options.late_margin)
+        start = oldest_local_id(stored, since) if stored is not None else None
+        min_id = None if start is None else rewind_id(start, self.options.late_margin)
         round_newest = stored
         pending: list[_Pending] = []
         requests = read = 0
@@ -1101,10 +1136,20 @@ class _Server:
             for tag, connection in covered.items():
                 if state.live.get(tag) == connection:
                     state.open.discard(tag)
+                    state.since.pop(tag, None)
         # Everything up to the round's end was read, streamed statuses included.
-        return self.collector.advance(
+        position = self.collector.advance(
             self.host, group, newest_local_id(round_newest, state.stream_newest)
         )
+        if position is not None:
+            state.moved(self.collector.stored(self.host, group), self._keep)
+        return position
+
+    @property
+    def _keep(self) -> float:
+        """How far back the positions are kept: a stream found silent was so for the keep-alive
+        timeout, and a second more for the time it took to notice."""
+        return self.options.keepalive_timeout + 1.0
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -1121,6 +1166,7 @@ class _Server:
 
             for state in self.states.values():
                 state.open.update(state.group.tags)
+                state.moved(self.collector.stored(self.host, state.group), self._keep)
                 for tag in state.group.tags:
                     group.start_soon(follow, state, tag)
         if ended:
@@ -1131,6 +1177,8 @@ class _Server:
         failures = 0
         while True:
             worked = False
+            stream: MastodonStream | None = None
+            caught_up = 0.0
             try:
                 async with self.client.stream_hashtag(
                     tag, read_timeout=self.options.keepalive_timeout
@@ -1142,6 +1190,7 @@ class _Server:
                     # Catch up after connecting, not before: whatever is posted from now on
                     # comes on this connection, so the round and the stream overlap, never gap.
                     await self._catch_up(state, tag)
+                    caught_up = time.monotonic()
                     try:
                         async for event in stream.events():
                             worked = True
@@ -1154,6 +1203,13 @@ class _Server:
                 wait = self.options.backoff.rate_limit_wait(exc.reset_at)
                 await self._pause("waiting", f"{exc.message}; reconnecting", wait)
                 continue
+            except MastodonStreamStalled as exc:
+                reason = exc.message
+                # Silent since its last byte: what came since may be behind the position the
+                # other streams moved on meanwhile.
+                if stream is not None and tag not in state.since:
+                    alive = max(stream.last_byte, caught_up)
+                    state.since[tag] = state.position_at(alive)
             except (MastodonServerError, MastodonNetworkError) as exc:
                 reason = exc.message
             finally:
@@ -1179,7 +1235,9 @@ class _Server:
         async with state.lock:
             if tag not in state.open:
                 return  # a round that started after this stream connected covered it
-            await self.round(state.group, covered=dict(state.live))
+            covered = dict(state.live)
+            since = oldest_local_id(*(state.since.get(t) for t in covered))
+            await self.round(state.group, covered=covered, since=since)
 
     async def _on_event(self, state: _GroupState, tag: str, event: SseEvent) -> None:
         if event.event not in ("update", "status.update"):
@@ -1214,6 +1272,8 @@ class _Server:
         position = None
         if not state.open:
             position = self.collector.advance(self.host, state.group, state.stream_newest)
+            if position is not None:
+                state.moved(self.collector.stored(self.host, state.group), self._keep)
         await self.collector.emit(parsed, position=position, posts_read=1, requests=requests)
 
 
