@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,7 +92,12 @@ async def follow_all(
 
 
 def run_chat(
-    database_url: str, fake: FakeX, source: str, faults: Any, tmp_path: Path
+    database_url: str,
+    fake: FakeX,
+    source: str,
+    faults: Any,
+    tmp_path: Path,
+    storage_process: bool = False,
 ) -> tuple[list[list[str]], dict[str, Any], dict[str, Any]]:
     cli = make_cli_runner(database_url)
     create(cli, "live", fake.at(START), fake.at(END), source)
@@ -103,6 +109,7 @@ def run_chat(
         refresh_interval=0.5,
         x_stream_keepalive_timeout=1.0,
         x_backoff_scale=0.02,
+        storage_process=storage_process,
     )
     expected = chat_posts(fake)
     total = len(expected)
@@ -153,9 +160,16 @@ def check(seen: list[list[str]], live: dict[str, Any], fake: FakeX, tmp_path: Pa
             assert got[key] == want[key], (window, key)
 
 
+# With a storage process, the search source's pages go to it as bytes (app/live/storage.py).
+@pytest.mark.parametrize("storage_process", [False, True], ids=["one-process", "storage-process"])
 def test_search_with_rate_limits_and_server_errors(
-    database_url: str, fake: FakeX, tmp_path: Path
+    database_url: str,
+    fake: FakeX,
+    tmp_path: Path,
+    storage_process: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="app.live.storage")
     # Search that returns retweets (as before May 2026), so the figures can match the archive.
     fake.reset(QI, keepalive_interval=0.2, search_excludes_retweets=False)
 
@@ -167,8 +181,11 @@ def test_search_with_rate_limits_and_server_errors(
         elif index == 5:
             fake.search_duplicate_across_pages = True
 
-    seen, live, snapshot = run_chat(database_url, fake, "x-search", faults, tmp_path)
+    seen, live, snapshot = run_chat(
+        database_url, fake, "x-search", faults, tmp_path, storage_process
+    )
     check(seen, live, fake, tmp_path)
+    assert ("live: storage process" in caplog.text) == storage_process
     statuses = [r.status for r in fake.requests("search")]
     assert 429 in statuses and 503 in statuses
     # Every collected post was read (and counted in the spend) at least once.
