@@ -176,7 +176,9 @@ def with_also(
 
 
 def iso_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`2023-03-28T18:00:30Z` (the value is UTC, aware or naive; seconds only). `isoformat`
+    rather than `strftime`: a third of the time, and every post the live updates carry has one."""
+    return value.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def chat_stats(session: Session, chat: Chat, window: Window = "chat") -> dict[str, Any]:
