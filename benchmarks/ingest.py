@@ -339,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in lines:
             parse_object(jsonio.loads(line))
         parse_seconds = time.perf_counter() - began
-        batches = executemany_batches(lines, MAX_MERGE)
+        # The runtime's largest transaction: MAX_MERGE posts.
+        batches = executemany_batches(lines, max(1, MAX_MERGE // args.per_page))
 
         results: dict[str, Any] = {}
         for backend in backends:

@@ -62,8 +62,12 @@ from app.stats import Window, chat_trending, iso_time, status_url_column
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUEUE_BATCHES = 100  # batches waiting for ingest before sources have to wait
-MAX_MERGE = 50  # batches written in one transaction when they queue up
+# Posts waiting for ingest before sources have to wait: a search page brings 100 at once, the
+# filtered stream one at a time, so the queue is bounded by posts, not batches.
+QUEUE_POSTS = 10_000
+# Posts written in one transaction when batches queue up (a batch is never split): 50 search
+# pages, or 5,000 posts of the stream, where counting batches merged 50 posts at most.
+MAX_MERGE = 5_000
 UPDATE_INTERVAL = 0.05  # least seconds between two updates (TWEETCHAT_UPDATE_INTERVAL)
 IDLE_LOOK = 0.5  # the longest the flusher sleeps without a look (changes wake it at once)
 # The least time from an update's start to the next one's, in units of the time it took to send
@@ -186,7 +190,9 @@ class ChatRuntime:
     trending: list[dict[str, Any]] = field(default_factory=list)
     trends_note: str = ""
     seq: int = 0
-    _queue: asyncio.Queue[SourceBatch] = field(default_factory=lambda: asyncio.Queue(QUEUE_BATCHES))
+    _queue: asyncio.Queue[SourceBatch] = field(default_factory=asyncio.Queue)
+    _queued_posts: int = 0  # in `_queue`, bounded by QUEUE_POSTS
+    _room: asyncio.Event = field(default_factory=asyncio.Event)  # set when the queue shrinks
     _pending_posts: list[dict[str, Any]] = field(default_factory=list)
     # Collected post id → wall-clock time its batch was emitted, until the batch is applied.
     _received_at: dict[str, float] = field(default_factory=dict)
@@ -372,7 +378,11 @@ class ChatRuntime:
         received = time.time()  # when these posts entered the server: the updates' received_at
         for record in batch.parsed.collected:
             self._received_at.setdefault(record.id, received)
-        await self._queue.put(batch)
+        while self._queued_posts >= QUEUE_POSTS:
+            self._room.clear()
+            await self._room.wait()
+        self._queued_posts += _weight(batch)
+        self._queue.put_nowait(batch)
 
     def report(self, status: SourceStatus) -> None:
         view = self.sources.setdefault(status.source, SourceView())
@@ -414,14 +424,23 @@ class ChatRuntime:
 
     # -- ingest -----------------------------------------------------------------------------
 
+    def _merged_with_queued(self, first: SourceBatch) -> list[SourceBatch]:
+        """`first` and the batches queued after it, up to about MAX_MERGE posts."""
+        batches = [first]
+        posts = _weight(first)
+        while posts < MAX_MERGE and not self._queue.empty():
+            batch = self._queue.get_nowait()
+            batches.append(batch)
+            posts += _weight(batch)
+        self._queued_posts -= posts
+        self._room.set()
+        return batches
+
     async def _worker(self) -> None:
         if self.storage_process:
             await self._split_worker()
         while True:
-            batch = await self._queue.get()
-            batches = [batch]
-            while len(batches) < MAX_MERGE and not self._queue.empty():
-                batches.append(self._queue.get_nowait())
+            batches = self._merged_with_queued(await self._queue.get())
             # The write runs in a thread that cannot be interrupted: keep hold of it so that
             # `stop` waits for it to commit before the engine is closed.
             self._inflight = asyncio.get_running_loop().run_in_executor(
@@ -482,9 +501,7 @@ class ChatRuntime:
                             self._flight_names.clear()
                             self._idle.set()
                     continue
-                batches = [await self._queue.get()]
-                while len(batches) < MAX_MERGE and not self._queue.empty():
-                    batches.append(self._queue.get_nowait())
+                batches = self._merged_with_queued(await self._queue.get())
                 await self._send(storage or await self.start_storage(), sent, batches)
             except StorageGone as exc:
                 gone = self._storage
@@ -1312,6 +1329,12 @@ class ChatRuntime:
             questions,
             copies={pid: first for pid, first in copies.items() if pid not in fresh},
         )
+
+
+def _weight(batch: SourceBatch) -> int:
+    """What a batch counts for in the ingest queue: its collected posts (at least 1; the posts
+    they quote or answer come with them)."""
+    return max(1, len(batch.parsed.collected))
 
 
 def _merged(batches: list[SourceBatch]) -> Parsed:
