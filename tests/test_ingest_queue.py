@@ -67,7 +67,8 @@ def test_a_burst_of_one_post_batches_is_written_in_large_transactions(
 
     writes = asyncio.run(scenario())
     assert sum(writes) == len(posts)
-    # Two writes of at most MAX_MERGE posts, where merging 50 batches at most made seven.
+    # Two writes of at most MAX_MERGE posts, where a queue bounded by batches (100, merged 50 at
+    # a time) wrote such a burst 50 posts a transaction.
     assert writes == [200, len(posts) - 200]
     with sessions() as session:
         assert len(session.scalars(select(ChatPost.post_id)).all()) == len(posts)
