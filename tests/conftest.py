@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import CliRunnerFn, make_cli_runner
 
@@ -89,3 +90,16 @@ def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> C
     """Run `tweetchat ...` in-process against `database_url`; returns (exit code, output)."""
     monkeypatch.chdir(tmp_path)
     return make_cli_runner(database_url)
+
+
+@pytest.fixture
+def qi_sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on `database_url` holding the QI chat (slug "qi") of tests/fixtures/qi-chat.jsonl,
+    nothing collected yet: for tests that drive a `ChatRuntime` themselves."""
+    from app.db.engine import open_database
+    from tests.test_live import create_chat  # imported late: test_live imports this module
+
+    create_chat(make_cli_runner(database_url), "qi")
+    engine, factory = open_database(database_url)
+    yield factory
+    engine.dispose()

@@ -10,41 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.engine import open_database
 from app.db.models import ChatPost
 from app.live import runtime as runtime_module
 from app.live.pubsub import Broadcast
 from app.live.runtime import ChatRuntime, WriteResult
 from app.sources.base import SourceBatch
 from app.sources.replay import load_timeline
-from tests.helpers import make_cli_runner
-from tests.test_live import QI, create_chat
-
-
-@pytest.fixture
-def sessions(database_url: str, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    create_chat(make_cli_runner(database_url), "qi")
-    engine, factory = open_database(database_url)
-    yield factory
-    engine.dispose()
+from tests.test_live import QI
 
 
 def test_a_burst_of_one_post_batches_is_written_in_large_transactions(
-    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    qi_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     timeline = load_timeline(QI)
     posts = timeline.posts  # 343
     monkeypatch.setattr(runtime_module, "MAX_MERGE", 200)
 
     async def scenario() -> list[int]:
-        runtime = ChatRuntime(slug="qi", sessions=sessions, broadcast=Broadcast())
+        runtime = ChatRuntime(slug="qi", sessions=qi_sessions, broadcast=Broadcast())
         await runtime.start()
         writes: list[int] = []
         write = runtime._write
@@ -70,18 +58,18 @@ def test_a_burst_of_one_post_batches_is_written_in_large_transactions(
     # Two writes of at most MAX_MERGE posts, where a queue bounded by batches (100, merged 50 at
     # a time) wrote such a burst 50 posts a transaction.
     assert writes == [200, len(posts) - 200]
-    with sessions() as session:
+    with qi_sessions() as session:
         assert len(session.scalars(select(ChatPost.post_id)).all()) == len(posts)
 
 
 def test_a_source_waits_while_the_queue_holds_queue_posts_posts(
-    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    qi_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     timeline = load_timeline(QI)
     monkeypatch.setattr(runtime_module, "QUEUE_POSTS", 50)
 
     async def scenario() -> tuple[int, int]:
-        runtime = ChatRuntime(slug="qi", sessions=sessions, broadcast=Broadcast())
+        runtime = ChatRuntime(slug="qi", sessions=qi_sessions, broadcast=Broadcast())
         await runtime.start()
         release = threading.Event()
         write = runtime._write

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.chats import get_chat
 from app.config import Settings
-from app.db.engine import open_database
 from app.db.models import ChatPost, SourceState
 from app.ingest.parse import PostRecord
 from app.live.pubsub import Broadcast
@@ -33,14 +31,6 @@ from tests.helpers import HubServer, make_cli_runner
 from tests.test_live import QI, create_chat, follow
 
 TOTAL = 343  # posts in the QI fixture
-
-
-@pytest.fixture
-def sessions(database_url: str, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    create_chat(make_cli_runner(database_url), "qi")
-    engine, factory = open_database(database_url)
-    yield factory
-    engine.dispose()
 
 
 def groups(timeline: Timeline, size: int) -> list[list[PostRecord]]:
@@ -102,14 +92,14 @@ def test_a_replay_stored_by_a_storage_process_reaches_every_client_with_the_impo
 
 
 def test_a_storage_process_killed_mid_chat_is_replaced_without_losing_or_doubling_a_post(
-    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    qi_sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     timeline = load_timeline(QI)
     parts = groups(timeline, 4)
 
     async def scenario() -> tuple[int | None, int | None, ChatRuntime]:
         runtime = ChatRuntime(
-            slug="qi", sessions=sessions, broadcast=Broadcast(), storage_process=True
+            slug="qi", sessions=qi_sessions, broadcast=Broadcast(), storage_process=True
         )
         await runtime.start()
         try:
@@ -132,18 +122,18 @@ def test_a_storage_process_killed_mid_chat_is_replaced_without_losing_or_doublin
     first, second, runtime = asyncio.run(scenario())
     assert second != first  # another storage process took over
     assert "is gone" in caplog.text
-    ids = stored_ids(sessions)
+    ids = stored_ids(qi_sessions)
     assert len(ids) == len(set(ids)) == TOTAL  # every post, once
     assert len(runtime.collected) == TOTAL
     assert_figures_are_the_stored_ones(runtime)
-    with sessions() as session:
+    with qi_sessions() as session:
         state = session.get(SourceState, (runtime.chat_id, "replay"))
         assert state is not None
         assert state.position["replayed_id"] == timeline.posts[-1].id
 
 
 def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_on(
-    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    qi_sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     timeline = load_timeline(QI)
     parts = groups(timeline, 10)
@@ -151,7 +141,7 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
 
     async def scenario() -> ChatRuntime:
         runtime = ChatRuntime(
-            slug="qi", sessions=sessions, broadcast=Broadcast(), storage_process=True
+            slug="qi", sessions=qi_sessions, broadcast=Broadcast(), storage_process=True
         )
         await runtime.start()
         try:
@@ -171,7 +161,7 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
 
     runtime = asyncio.run(scenario())
     assert "could not store a batch of 1" in caplog.text
-    ids = set(stored_ids(sessions))
+    ids = set(stored_ids(qi_sessions))
     left_out = {record.id for record in poison}
     assert ids == {record.id for record in timeline.posts} - left_out
     assert runtime.collected == ids
@@ -179,13 +169,13 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
 
 
 def test_after_a_failed_job_the_storage_process_skips_its_generation_and_stores_the_next(
-    sessions: sessionmaker[Session], database_url: str
+    qi_sessions: sessionmaker[Session], database_url: str
 ) -> None:
     """The protocol itself: jobs tagged after a failed one are skipped until the serving process
     has reloaded and sends the next generation."""
     timeline = load_timeline(QI)
     first, second, third = groups(timeline, 5)[:3]
-    with sessions() as session:
+    with qi_sessions() as session:
         chat_id = get_chat(session, "qi").id
 
     def job(generation: int, group: list[PostRecord], position: dict[str, Any]) -> Job:
@@ -217,8 +207,8 @@ def test_after_a_failed_job_the_storage_process_skips_its_generation_and_stores_
     assert "TypeError" in answers[0][1]  # the storage process's traceback, for the log
     stored = answers[2][1]
     assert set(stored.newly) == {record.id for record in third}
-    assert set(stored_ids(sessions)) == {record.id for record in third}
-    with sessions() as session:
+    assert set(stored_ids(qi_sessions)) == {record.id for record in third}
+    with qi_sessions() as session:
         count = session.scalar(select(func.count()).select_from(SourceState))
         state = session.get(SourceState, (chat_id, "replay"))
     assert count == 1 and state is not None and state.position == {"n": 3}
