@@ -23,7 +23,7 @@ from app.db.models import ChatPost, SourceState
 from app.ingest.parse import PostRecord
 from app.live.pubsub import Broadcast
 from app.live.runtime import ChatRuntime
-from app.live.storage import FAILED, OK, SKIPPED, Job, StorageProcess
+from app.live.storage import FAILED, OK, SKIPPED, Job, StorageGone, StorageProcess
 from app.sources.base import SourceBatch
 from app.sources.replay import Timeline, load_timeline
 from app.stats import chat_stats
@@ -41,6 +41,18 @@ def groups(timeline: Timeline, size: int) -> list[list[PostRecord]]:
 def batch(timeline: Timeline, group: list[PostRecord], **kwargs: Any) -> SourceBatch:
     position = kwargs.pop("position", {"replayed_id": group[-1].id})
     return SourceBatch("replay", timeline.batch_for(group), position=position, requests=0, **kwargs)
+
+
+class Recording(Broadcast):
+    """The pages' channel: keeps the ids of the posts each update carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts: list[str] = []
+
+    def publish(self, channel: str, message: dict[str, Any]) -> None:
+        self.posts.extend(post["id"] for post in message.get("posts", ()))
+        super().publish(channel, message)
 
 
 def stored_ids(sessions: sessionmaker[Session]) -> list[str]:
@@ -97,9 +109,11 @@ def test_a_storage_process_killed_mid_chat_is_replaced_without_losing_or_doublin
     timeline = load_timeline(QI)
     parts = groups(timeline, 4)
 
+    pages = Recording()
+
     async def scenario() -> tuple[int | None, int | None, ChatRuntime]:
         runtime = ChatRuntime(
-            slug="qi", sessions=qi_sessions, broadcast=Broadcast(), storage_process=True
+            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
         )
         await runtime.start()
         try:
@@ -113,7 +127,7 @@ def test_a_storage_process_killed_mid_chat_is_replaced_without_losing_or_doublin
             storage.kill()
             for group in parts[third:]:
                 await runtime.emit(batch(timeline, group))
-            await asyncio.wait_for(runtime.drained(), 120)
+            await asyncio.wait_for(runtime.published(), 120)
             assert runtime._storage is not None
             return first, runtime._storage.pid, runtime
         finally:
@@ -126,10 +140,62 @@ def test_a_storage_process_killed_mid_chat_is_replaced_without_losing_or_doublin
     assert len(ids) == len(set(ids)) == TOTAL  # every post, once
     assert len(runtime.collected) == TOTAL
     assert_figures_are_the_stored_ones(runtime)
+    # The pages got every post once, those of a batch stored just before the death included.
+    assert sorted(pages.posts) == sorted(ids)
     with qi_sessions() as session:
         state = session.get(SourceState, (runtime.chat_id, "replay"))
         assert state is not None
         assert state.position["replayed_id"] == timeline.posts[-1].id
+
+
+def test_a_batch_stored_whose_answer_died_with_the_storage_process_is_counted_and_shown_once(
+    qi_sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The storage process commits a batch and dies before its answer is read: the serving
+    process finds the batch stored when it reloads, counts it once and sends its posts to the
+    pages once; the batches after it go to the new storage process."""
+    timeline = load_timeline(QI)
+    answer = StorageProcess.answer
+    answered = 0
+
+    async def lost_third(self: StorageProcess) -> tuple[str, Any]:
+        nonlocal answered
+        status, value = await answer(self)
+        answered += 1
+        if answered == 3:
+            assert status == OK  # stored
+            self.kill()
+            raise StorageGone("killed by the test, its answer unread")
+        return status, value
+
+    monkeypatch.setattr(StorageProcess, "answer", lost_third)
+    pages = Recording()
+
+    async def scenario() -> ChatRuntime:
+        runtime = ChatRuntime(
+            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
+        )
+        await runtime.start()
+        try:
+            await runtime.start_storage()
+            for group in groups(timeline, 20):
+                await runtime.emit(batch(timeline, group))
+                await asyncio.sleep(0.05)
+            await asyncio.wait_for(runtime.published(), 120)
+            return runtime
+        finally:
+            await runtime.stop()
+
+    runtime = asyncio.run(scenario())
+    assert answered > 3, answered
+    assert "killed by the test" in caplog.text
+    ids = stored_ids(qi_sessions)
+    assert len(ids) == len(set(ids)) == TOTAL
+    assert runtime.collected == set(ids)
+    assert_figures_are_the_stored_ones(runtime)
+    assert sorted(pages.posts) == sorted(ids)
 
 
 def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_on(
@@ -139,9 +205,11 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
     parts = groups(timeline, 10)
     before, poison, after = parts[:10], parts[10], parts[11:]
 
+    pages = Recording()
+
     async def scenario() -> ChatRuntime:
         runtime = ChatRuntime(
-            slug="qi", sessions=qi_sessions, broadcast=Broadcast(), storage_process=True
+            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
         )
         await runtime.start()
         try:
@@ -154,7 +222,7 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
                 await asyncio.sleep(0.001)
             for group in after:
                 await runtime.emit(batch(timeline, group))
-            await asyncio.wait_for(runtime.drained(), 60)
+            await asyncio.wait_for(runtime.published(), 60)
             return runtime
         finally:
             await runtime.stop()
@@ -166,6 +234,7 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
     assert ids == {record.id for record in timeline.posts} - left_out
     assert runtime.collected == ids
     assert_figures_are_the_stored_ones(runtime)
+    assert sorted(pages.posts) == sorted(ids)
 
 
 def test_after_a_failed_job_the_storage_process_skips_its_generation_and_stores_the_next(

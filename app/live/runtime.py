@@ -44,6 +44,7 @@ from app.live.pubsub import Broadcast
 from app.live.screen import QUEUE_SIZE, WALL_SIZE, ScreenSettings, ScreenState
 from app.live.storage import (
     OK,
+    SKIPPED,
     Job,
     SourceCounts,
     StorageGone,
@@ -481,17 +482,8 @@ class ChatRuntime:
                     else:
                         # The batch stays unstored, as in one process (`_worker`); the storage
                         # process skips the batches sent after it (they were tagged with it).
-                        log.error(
-                            "%s: could not store a batch of %d (%s):\n%s",
-                            self.slug,
-                            len(flight.batches),
-                            status,
-                            answer,
-                        )
-                        self._forget(flight)
-                        for _ in sent:
-                            await storage.answer()
-                        await self._resend(storage, sent)
+                        self._failed(flight.batches, f"the storage process {status}:\n{answer}")
+                        await self._recover(storage, sent, await self._settle(storage, sent))
                         storage = self._storage  # another if it died meanwhile
                         assert storage is not None
                     if not sent and self._queue.empty():
@@ -502,12 +494,97 @@ class ChatRuntime:
                             self._idle.set()
                     continue
                 batches = self._merged_with_queued(await self._queue.get())
-                await self._send(storage or await self.start_storage(), sent, batches)
+                try:
+                    await self._send(storage or await self.start_storage(), sent, batches)
+                except StorageGone:
+                    raise
+                except Exception:
+                    # Tagging it failed (say, the names could not be read): the batch is left
+                    # out and the tagger, which may hold some of it, read again.
+                    log.exception("%s: could not tag a batch", self.slug)
+                    self._failed(batches, "see above")
+                    storage = self._storage
+                    again = [] if storage is None else await self._settle(storage, sent)
+                    await self._recover(storage, sent, again)
+                    if not sent and self._queue.empty():
+                        self._idle.set()
             except StorageGone as exc:
                 gone = self._storage
                 assert gone is not None
                 log.error("%s: %s; starting another", self.slug, exc)
-                await self._resend(await self._restart_storage(gone), sent)
+                fresh = await self._restart_storage(gone)
+                again = [flight.batches for flight in sent]
+                sent.clear()
+                await self._recover(fresh, sent, again)
+
+    def _failed(self, batches: list[SourceBatch], why: str) -> None:
+        log.error("%s: could not store a batch of %d (%s)", self.slug, len(batches), why)
+        for batch in batches:
+            for record in batch.parsed.collected:
+                self._received_at.pop(record.id, None)
+
+    async def _settle(
+        self, storage: StorageProcess, sent: deque[_Flight]
+    ) -> list[list[SourceBatch]]:
+        """Take the answers of the batches in flight without counting them (the reload that
+        follows reads what they stored); the batches the storage process skipped, to send
+        again. `sent` is emptied only once every answer is in (a death meanwhile sends them
+        all again)."""
+        again = []
+        for flight in sent:
+            status, answer = await storage.answer()
+            if status == SKIPPED:
+                again.append(flight.batches)
+            elif status != OK:
+                self._failed(flight.batches, f"the storage process {status}:\n{answer}")
+        sent.clear()
+        return again
+
+    async def _recover(
+        self,
+        storage: StorageProcess | None,
+        sent: deque[_Flight],
+        again: list[list[SourceBatch]],
+    ) -> None:
+        """Start again from what the database holds, show the pages the posts stored that
+        were not counted, and send `again` (tagged anew: the tagger is the database's now)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._generation += 1
+            self._followup_copies, self._followup_retags = {}, {}
+            self._flight_names.clear()
+            known, wall = set(self.collected), list(self.screen.wall)
+            await loop.run_in_executor(self._db, self._load)
+            self._show_reloaded(known, wall)
+            self._announce({"kind": "reload"})  # other processes: read the chat again
+            try:
+                for batches in again:
+                    assert storage is not None
+                    await self._send(storage, sent, batches)
+                return
+            except StorageGone as exc:
+                assert storage is not None
+                log.error("%s: %s; starting another", self.slug, exc)
+                sent.clear()
+                storage = await self._restart_storage(storage)
+
+    def _show_reloaded(self, known: set[str], wall: list[str]) -> None:
+        """After a reload: the posts it found stored that were not counted before (a batch
+        stored just before its answer was lost) go to the pages as new posts."""
+        self._reloaded(wall)  # the wall as the reload made it, then the new posts' way to it
+        figures = self.figures
+        assert figures is not None
+        appeared = (figures.live_post(post_id) for post_id in self.collected - known)
+        now = time.monotonic()
+        for post in sorted((p for p in appeared if p is not None), key=time_order):
+            if post.copy_of is not None or post.hidden:
+                continue
+            item = figures.post(post.id)
+            if item is not None:
+                item["received_at"] = self._received_at.pop(post.id, time.time())
+                self._pending_posts.append(item)
+                self.screen.arrive(item, now)
+        self.screen.changed.add("queue")
 
     async def _send(
         self, storage: StorageProcess, sent: deque[_Flight], batches: list[SourceBatch]
@@ -565,33 +642,9 @@ class ChatRuntime:
         if flight.batches:  # else it carried only what earlier batches changed
             self._apply(written, flight.batches)
             self._announce_ingest(written, flight.batches)
-            self._forget(flight)
-
-    def _forget(self, flight: _Flight) -> None:
-        for batch in flight.batches:
-            for record in batch.parsed.collected:
-                self._received_at.pop(record.id, None)
-
-    async def _resend(self, storage: StorageProcess, sent: deque[_Flight]) -> None:
-        """Start again from what the database holds, and send the batches in flight again
-        (tagged again: the tagger is the database's now)."""
-        loop = asyncio.get_running_loop()
-        again = [flight.batches for flight in sent]
-        sent.clear()
-        while True:
-            self._generation += 1
-            self._followup_copies, self._followup_retags = {}, {}
-            self._flight_names.clear()
-            await loop.run_in_executor(self._db, self._load)
-            try:
-                for batches in again:
-                    await self._send(storage, sent, batches)
-                return
-            except StorageGone as exc:
-                log.error("%s: %s; starting another", self.slug, exc)
-                again = [flight.batches for flight in sent]
-                sent.clear()
-                storage = await self._restart_storage(storage)
+            for batch in flight.batches:
+                for record in batch.parsed.collected:
+                    self._received_at.pop(record.id, None)
 
     async def start_storage(self) -> StorageProcess:
         """The chat's storage process, started if it is not (at the first batch: a chat that is
