@@ -23,7 +23,7 @@ from app.db.models import ChatPost, SourceState
 from app.ingest.parse import PostRecord
 from app.live.pubsub import Broadcast
 from app.live.runtime import ChatRuntime
-from app.live.storage import FAILED, OK, SKIPPED, Job, StorageGone, StorageProcess
+from app.live.storage import FAILED, OK, SKIPPED, Job, StorageGone, StorageProcess, encode
 from app.sources.base import SourceBatch
 from app.sources.replay import Timeline, load_timeline
 from app.stats import chat_stats
@@ -237,6 +237,42 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
     assert sorted(pages.posts) == sorted(ids)
 
 
+def test_a_batch_that_cannot_be_sent_to_the_storage_process_is_left_out_and_the_chat_goes_on(
+    qi_sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch the serving process fails on (here: it cannot be pickled) is left out as a
+    failed write is; the tagger, which took its posts, is read again from the database."""
+    timeline = load_timeline(QI)
+    parts = groups(timeline, 10)
+    pages = Recording()
+
+    async def scenario() -> ChatRuntime:
+        runtime = ChatRuntime(
+            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
+        )
+        await runtime.start()
+        try:
+            for group in parts[:5]:
+                await runtime.emit(batch(timeline, group))
+            await asyncio.wait_for(runtime.drained(), 60)
+            await runtime.emit(batch(timeline, parts[5], position={"bad": lambda: 0}))
+            await asyncio.wait_for(runtime.drained(), 60)
+            for group in parts[6:]:
+                await runtime.emit(batch(timeline, group))
+            await asyncio.wait_for(runtime.published(), 60)
+            return runtime
+        finally:
+            await runtime.stop()
+
+    runtime = asyncio.run(scenario())
+    assert "could not tag or send a batch" in caplog.text
+    ids = set(stored_ids(qi_sessions))
+    assert ids == {record.id for record in timeline.posts} - {record.id for record in parts[5]}
+    assert runtime.collected == ids
+    assert_figures_are_the_stored_ones(runtime)
+    assert sorted(pages.posts) == sorted(ids)
+
+
 def test_after_a_failed_job_the_storage_process_skips_its_generation_and_stores_the_next(
     qi_sessions: sessionmaker[Session], database_url: str
 ) -> None:
@@ -264,9 +300,9 @@ def test_after_a_failed_job_the_storage_process_skips_its_generation_and_stores_
         storage = StorageProcess(database_url, "qi")
         try:
             await storage.ready()
-            await storage.send(job(0, first, {"bad": {1}}))
-            await storage.send(job(0, second, {"n": 2}))
-            await storage.send(job(1, third, {"n": 3}))
+            await storage.send(encode(job(0, first, {"bad": {1}})))
+            await storage.send(encode(job(0, second, {"n": 2})))
+            await storage.send(encode(job(1, third, {"n": 3})))
             return [await storage.answer() for _ in range(3)]
         finally:
             await asyncio.get_running_loop().run_in_executor(None, storage.close)

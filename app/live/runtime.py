@@ -50,6 +50,7 @@ from app.live.storage import (
     StorageGone,
     StorageProcess,
     Stored,
+    encode,
     save_sources,
     source_row,
 )
@@ -499,9 +500,9 @@ class ChatRuntime:
                 except StorageGone:
                     raise
                 except Exception:
-                    # Tagging it failed (say, the names could not be read): the batch is left
+                    # Tagging or encoding it failed (say, the names could not be read): it is left
                     # out and the tagger, which may hold some of it, read again.
-                    log.exception("%s: could not tag a batch", self.slug)
+                    log.exception("%s: could not tag or send a batch", self.slug)
                     self._failed(batches, "see above")
                     storage = self._storage
                     again = [] if storage is None else await self._settle(storage, sent)
@@ -593,7 +594,6 @@ class ChatRuntime:
         before changed of earlier posts."""
         loop = asyncio.get_running_loop()
         flight = _Flight(batches, await loop.run_in_executor(self._db, self._tag_batches, batches))
-        sent.append(flight)  # before sending: a dead storage process gets it sent again
         tagger = self.tagger
         assert tagger is not None
         tags = {}
@@ -613,8 +613,10 @@ class ChatRuntime:
             copies=self._followup_copies,
             retags={p: (t.question, t.method) for p, t in self._followup_retags.items()},
         )
+        message = encode(job)  # a job that cannot be sent fails here, before it is in flight
         self._followup_copies, self._followup_retags = {}, {}
-        await storage.send(job)
+        sent.append(flight)  # before sending: a dead storage process gets it sent again
+        await storage.send(message)
 
     def _tag_batches(self, batches: list[SourceBatch]) -> Tagged:
         parsed = _merged(batches)

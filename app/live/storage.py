@@ -183,6 +183,10 @@ def serve(url: str, conn: Connection) -> None:
         engine.dispose()
 
 
+def encode(job: Job) -> bytes:
+    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class StorageGone(Exception):
     """The storage process died (or never started)."""
 
@@ -235,8 +239,8 @@ class StorageProcess:
         except (EOFError, OSError):
             self._answers.put_nowait(None)
 
-    async def send(self, job: Job) -> None:
-        message = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    async def send(self, message: bytes) -> None:
+        """Send a job `encode` made."""
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._sender, self._conn.send_bytes, message
