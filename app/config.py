@@ -179,7 +179,7 @@ class Settings(BaseSettings):
         default=False,
         description="Store each live chat's posts in a process of its own, beside the one that "
         "tags, counts and serves them: for chats of thousands of posts a second (on two cores "
-        "1.6x the ingest into SQLite, 1.2x into PostgreSQL; docs/benchmarks.md), at the cost "
+        "about 1.5x the ingest into SQLite, 1.2x into PostgreSQL; docs/benchmarks.md), at the cost "
         "of a process per collected chat.",
     )
 
