@@ -193,8 +193,10 @@ def test_search_with_rate_limits_and_server_errors(
     assert snapshot["sources"]["x-search"]["state"] in ("running", "waiting")
 
 
+# With a storage process, each stream message goes to it as bytes (a TV event's source).
+@pytest.mark.parametrize("storage_process", [False, True], ids=["one-process", "storage-process"])
 def test_stream_with_drops_silence_duplicates_and_disorder(
-    database_url: str, fake: FakeX, tmp_path: Path
+    database_url: str, fake: FakeX, tmp_path: Path, storage_process: bool
 ) -> None:
     fake.reset(QI, keepalive_interval=0.2, search_excludes_retweets=False)
     fake.stream_duplicates = True
@@ -210,7 +212,9 @@ def test_stream_with_drops_silence_duplicates_and_disorder(
         if index == 6:
             fake.fail_next("stream", 503)
 
-    seen, live, snapshot = run_chat(database_url, fake, "x-stream", faults, tmp_path)
+    seen, live, snapshot = run_chat(
+        database_url, fake, "x-stream", faults, tmp_path, storage_process
+    )
     check(seen, live, fake, tmp_path)
     assert fake.stream_connections >= 3  # it reconnected after the drop and the silence
     assert snapshot["sources"]["x-stream"]["state"] in ("running", "waiting", "failing")

@@ -473,6 +473,9 @@ async def test_stream_emits_each_message_with_the_newest_id(fake: FakeX, api: XA
         post = batch.parsed.collected[0]
         assert post.raw == fake.tweet(post.id)  # exactly as published
         assert batch.source == "x-stream" and batch.requests == 0 and batch.posts_read >= 1
+        # With the message's bytes, for a storage process to parse again.
+        assert batch.pages is not None and len(batch.pages) == 1
+        assert parse_object(jsonio.loads(batch.pages[0])) == batch.parsed
     positions = [b.position["stream_newest_id"] for b in ctx.batches if b.position]
     assert positions[-1] == max(published, key=int)
     assert fake.requests("search") == []  # a fresh start without catch-up reads nothing else

@@ -182,6 +182,8 @@ async def run_stream(
                 position={POSITION_KEY: newest} if newest else None,
                 posts_read=len(parsed.collected) + len(parsed.context),
                 requests=0,
+                # The message's bytes: a storage process parses them again (app/live/storage.py).
+                pages=[line.encode()],
             )
         )
 
