@@ -441,6 +441,7 @@ class ChatRuntime:
     async def _worker(self) -> None:
         if self.storage_process:
             await self._split_worker()
+            return
         while True:
             batches = self._merged_with_queued(await self._queue.get())
             # The write runs in a thread that cannot be interrupted: keep hold of it so that
@@ -459,9 +460,7 @@ class ChatRuntime:
             else:
                 self._apply(result, batches)
                 self._announce_ingest(result, batches)
-            for done in batches:
-                for record in done.parsed.collected:
-                    self._received_at.pop(record.id, None)
+            self._forget(batches)
             if self._queue.empty():
                 self._idle.set()
 
@@ -518,11 +517,15 @@ class ChatRuntime:
                 sent.clear()
                 await self._recover(fresh, sent, again)
 
-    def _failed(self, batches: list[SourceBatch], why: str) -> None:
-        log.error("%s: could not store a batch of %d (%s)", self.slug, len(batches), why)
+    def _forget(self, batches: list[SourceBatch]) -> None:
+        """The batches are counted or lost: their posts' arrival times are no longer needed."""
         for batch in batches:
             for record in batch.parsed.collected:
                 self._received_at.pop(record.id, None)
+
+    def _failed(self, batches: list[SourceBatch], why: str) -> None:
+        log.error("%s: could not store a batch of %d (%s)", self.slug, len(batches), why)
+        self._forget(batches)
 
     async def _settle(
         self, storage: StorageProcess, sent: deque[_Flight]
@@ -644,9 +647,7 @@ class ChatRuntime:
         if flight.batches:  # else it carried only what earlier batches changed
             self._apply(written, flight.batches)
             self._announce_ingest(written, flight.batches)
-            for batch in flight.batches:
-                for record in batch.parsed.collected:
-                    self._received_at.pop(record.id, None)
+            self._forget(flight.batches)
 
     async def start_storage(self) -> StorageProcess:
         """The chat's storage process, started if it is not (at the first batch: a chat that is

@@ -1138,11 +1138,13 @@ class _Server:
                     state.open.discard(tag)
                     state.since.pop(tag, None)
         # Everything up to the round's end was read, streamed statuses included.
-        position = self.collector.advance(
-            self.host, group, newest_local_id(round_newest, state.stream_newest)
-        )
+        return self._advance(state, newest_local_id(round_newest, state.stream_newest))
+
+    def _advance(self, state: _GroupState, newest: str | None) -> dict[str, Any] | None:
+        """Move the group's position to `newest` (if newer), noting when it moved."""
+        position = self.collector.advance(self.host, state.group, newest)
         if position is not None:
-            state.moved(self.collector.stored(self.host, group), self._keep)
+            state.moved(self.collector.stored(self.host, state.group), self._keep)
         return position
 
     @property
@@ -1271,9 +1273,7 @@ class _Server:
             state.stream_newest = newest_local_id(state.stream_newest, local_id)
         position = None
         if not state.open:
-            position = self.collector.advance(self.host, state.group, state.stream_newest)
-            if position is not None:
-                state.moved(self.collector.stored(self.host, state.group), self._keep)
+            position = self._advance(state, state.stream_newest)
         await self.collector.emit(parsed, position=position, posts_read=1, requests=requests)
 
 
