@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,38 @@ def assert_figures_are_the_stored_ones(runtime: ChatRuntime) -> None:
     assert {**live, "trending": stored["trending"]} == stored
 
 
+def run_with_storage(
+    sessions: sessionmaker[Session], script: Callable[[ChatRuntime], Awaitable[None]]
+) -> tuple[ChatRuntime, Recording]:
+    """Run `script` on the QI chat's runtime with a storage process, until every batch it
+    emitted is stored, counted and sent to the pages."""
+    pages = Recording()
+
+    async def scenario() -> ChatRuntime:
+        runtime = ChatRuntime(slug="qi", sessions=sessions, broadcast=pages, storage_process=True)
+        await runtime.start()
+        try:
+            await script(runtime)
+            await asyncio.wait_for(runtime.published(), 120)
+            return runtime
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(scenario()), pages
+
+
+def assert_stored_counted_and_shown_once(
+    runtime: ChatRuntime, pages: Recording, expected: set[str]
+) -> None:
+    """Each expected post stored once, in the live figures as app.stats counts them, and sent to
+    the pages once."""
+    ids = stored_ids(runtime.sessions)
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+    assert runtime.collected == expected
+    assert_figures_are_the_stored_ones(runtime)
+    assert sorted(pages.posts) == sorted(ids)
+
+
 def test_a_replay_stored_by_a_storage_process_reaches_every_client_with_the_import_figures(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,40 +141,28 @@ def test_a_storage_process_killed_mid_chat_is_replaced_without_losing_or_doublin
 ) -> None:
     timeline = load_timeline(QI)
     parts = groups(timeline, 4)
+    pids: list[int | None] = []
 
-    pages = Recording()
+    async def script(runtime: ChatRuntime) -> None:
+        storage = await runtime.start_storage()
+        third = len(parts) // 3
+        for group in parts[:third]:
+            await runtime.emit(batch(timeline, group))
+        while not runtime.collected:  # the first answers are in: the rest are in flight
+            await asyncio.sleep(0.001)
+        storage.kill()
+        for group in parts[third:]:
+            await runtime.emit(batch(timeline, group))
+        await asyncio.wait_for(runtime.drained(), 120)
+        assert runtime._storage is not None
+        pids.extend([storage.pid, runtime._storage.pid])
 
-    async def scenario() -> tuple[int | None, int | None, ChatRuntime]:
-        runtime = ChatRuntime(
-            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
-        )
-        await runtime.start()
-        try:
-            storage = await runtime.start_storage()
-            first = storage.pid
-            third = len(parts) // 3
-            for group in parts[:third]:
-                await runtime.emit(batch(timeline, group))
-            while not runtime.collected:  # the first answers are in: the rest are in flight
-                await asyncio.sleep(0.001)
-            storage.kill()
-            for group in parts[third:]:
-                await runtime.emit(batch(timeline, group))
-            await asyncio.wait_for(runtime.published(), 120)
-            assert runtime._storage is not None
-            return first, runtime._storage.pid, runtime
-        finally:
-            await runtime.stop()
-
-    first, second, runtime = asyncio.run(scenario())
-    assert second != first  # another storage process took over
+    runtime, pages = run_with_storage(qi_sessions, script)
+    assert pids[0] != pids[1]  # another storage process took over
     assert "is gone" in caplog.text
-    ids = stored_ids(qi_sessions)
-    assert len(ids) == len(set(ids)) == TOTAL  # every post, once
-    assert len(runtime.collected) == TOTAL
-    assert_figures_are_the_stored_ones(runtime)
-    # The pages got every post once, those of a batch stored just before the death included.
-    assert sorted(pages.posts) == sorted(ids)
+    # Every post stored, counted and shown once, those of a batch stored just before the death
+    # included.
+    assert_stored_counted_and_shown_once(runtime, pages, {r.id for r in timeline.posts})
     with qi_sessions() as session:
         state = session.get(SourceState, (runtime.chat_id, "replay"))
         assert state is not None
@@ -171,31 +192,17 @@ def test_a_batch_stored_whose_answer_died_with_the_storage_process_is_counted_an
         return status, value
 
     monkeypatch.setattr(StorageProcess, "answer", lost_third)
-    pages = Recording()
 
-    async def scenario() -> ChatRuntime:
-        runtime = ChatRuntime(
-            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
-        )
-        await runtime.start()
-        try:
-            await runtime.start_storage()
-            for group in groups(timeline, 20):
-                await runtime.emit(batch(timeline, group))
-                await asyncio.sleep(0.05)
-            await asyncio.wait_for(runtime.published(), 120)
-            return runtime
-        finally:
-            await runtime.stop()
+    async def script(runtime: ChatRuntime) -> None:
+        await runtime.start_storage()
+        for group in groups(timeline, 20):
+            await runtime.emit(batch(timeline, group))
+            await asyncio.sleep(0.05)
 
-    runtime = asyncio.run(scenario())
+    runtime, pages = run_with_storage(qi_sessions, script)
     assert answered > 3, answered
     assert "killed by the test" in caplog.text
-    ids = stored_ids(qi_sessions)
-    assert len(ids) == len(set(ids)) == TOTAL
-    assert runtime.collected == set(ids)
-    assert_figures_are_the_stored_ones(runtime)
-    assert sorted(pages.posts) == sorted(ids)
+    assert_stored_counted_and_shown_once(runtime, pages, {r.id for r in timeline.posts})
 
 
 def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_on(
@@ -205,36 +212,21 @@ def test_a_batch_the_storage_process_cannot_store_is_left_out_and_the_chat_goes_
     parts = groups(timeline, 10)
     before, poison, after = parts[:10], parts[10], parts[11:]
 
-    pages = Recording()
+    async def script(runtime: ChatRuntime) -> None:
+        for group in before:
+            await runtime.emit(batch(timeline, group))
+        await asyncio.wait_for(runtime.drained(), 60)
+        # A position the database cannot hold (a set is not JSON): the write fails.
+        await runtime.emit(batch(timeline, poison, position={"bad": {1, 2}}))
+        while not runtime._queue.empty():  # taken alone, not merged with the next ones
+            await asyncio.sleep(0.001)
+        for group in after:
+            await runtime.emit(batch(timeline, group))
 
-    async def scenario() -> ChatRuntime:
-        runtime = ChatRuntime(
-            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
-        )
-        await runtime.start()
-        try:
-            for group in before:
-                await runtime.emit(batch(timeline, group))
-            await asyncio.wait_for(runtime.drained(), 60)
-            # A position the database cannot hold (a set is not JSON): the write fails.
-            await runtime.emit(batch(timeline, poison, position={"bad": {1, 2}}))
-            while not runtime._queue.empty():  # taken alone, not merged with the next ones
-                await asyncio.sleep(0.001)
-            for group in after:
-                await runtime.emit(batch(timeline, group))
-            await asyncio.wait_for(runtime.published(), 60)
-            return runtime
-        finally:
-            await runtime.stop()
-
-    runtime = asyncio.run(scenario())
+    runtime, pages = run_with_storage(qi_sessions, script)
     assert "could not store a batch of 1" in caplog.text
-    ids = set(stored_ids(qi_sessions))
     left_out = {record.id for record in poison}
-    assert ids == {record.id for record in timeline.posts} - left_out
-    assert runtime.collected == ids
-    assert_figures_are_the_stored_ones(runtime)
-    assert sorted(pages.posts) == sorted(ids)
+    assert_stored_counted_and_shown_once(runtime, pages, {r.id for r in timeline.posts} - left_out)
 
 
 def test_a_batch_that_cannot_be_sent_to_the_storage_process_is_left_out_and_the_chat_goes_on(
@@ -244,33 +236,20 @@ def test_a_batch_that_cannot_be_sent_to_the_storage_process_is_left_out_and_the_
     failed write is; the tagger, which took its posts, is read again from the database."""
     timeline = load_timeline(QI)
     parts = groups(timeline, 10)
-    pages = Recording()
 
-    async def scenario() -> ChatRuntime:
-        runtime = ChatRuntime(
-            slug="qi", sessions=qi_sessions, broadcast=pages, storage_process=True
-        )
-        await runtime.start()
-        try:
-            for group in parts[:5]:
-                await runtime.emit(batch(timeline, group))
-            await asyncio.wait_for(runtime.drained(), 60)
-            await runtime.emit(batch(timeline, parts[5], position={"bad": lambda: 0}))
-            await asyncio.wait_for(runtime.drained(), 60)
-            for group in parts[6:]:
-                await runtime.emit(batch(timeline, group))
-            await asyncio.wait_for(runtime.published(), 60)
-            return runtime
-        finally:
-            await runtime.stop()
+    async def script(runtime: ChatRuntime) -> None:
+        for group in parts[:5]:
+            await runtime.emit(batch(timeline, group))
+        await asyncio.wait_for(runtime.drained(), 60)
+        await runtime.emit(batch(timeline, parts[5], position={"bad": lambda: 0}))
+        await asyncio.wait_for(runtime.drained(), 60)
+        for group in parts[6:]:
+            await runtime.emit(batch(timeline, group))
 
-    runtime = asyncio.run(scenario())
+    runtime, pages = run_with_storage(qi_sessions, script)
     assert "could not tag or send a batch" in caplog.text
-    ids = set(stored_ids(qi_sessions))
-    assert ids == {record.id for record in timeline.posts} - {record.id for record in parts[5]}
-    assert runtime.collected == ids
-    assert_figures_are_the_stored_ones(runtime)
-    assert sorted(pages.posts) == sorted(ids)
+    left_out = {record.id for record in parts[5]}
+    assert_stored_counted_and_shown_once(runtime, pages, {r.id for r in timeline.posts} - left_out)
 
 
 def test_after_a_failed_job_the_storage_process_skips_its_generation_and_stores_the_next(
