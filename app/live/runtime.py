@@ -34,9 +34,9 @@ from app.db.statistics import Statistics
 from app.export import chat_info
 from app.ingest.crossposts import CrossPosts, load_copies, save_copies
 from app.ingest.parse import Parsed, PostRecord, account_network, post_network, time_order
-from app.ingest.store import Metrics, save_tags, store_parsed
+from app.ingest.store import Metrics, save_tags
 from app.ingest.tagger import Tag, Tagger, TagInput
-from app.ingest.tagging import load_tagger, record_question_posts, retag_chat, tag_inputs
+from app.ingest.tagging import load_tagger, retag_chat, tag_inputs
 from app.links import status_url_of
 from app.live.delta import diff_state
 from app.live.figures import LiveFigures, LivePost, PollState
@@ -51,8 +51,8 @@ from app.live.storage import (
     StorageProcess,
     Stored,
     encode,
-    save_sources,
     source_row,
+    store_batch,
 )
 from app.live.sync import LocalSync, Sync
 from app.outages import record_state
@@ -682,15 +682,18 @@ class ChatRuntime:
         with self.sessions.begin() as session:
             names = _names(session, parsed)
             tagged = self._tag(parsed, names)
-            assert self.tagger is not None
+            tagger = self.tagger
+            assert tagger is not None
             # Tagged first, so that newly collected posts are stored with their tags.
-            stored = store_parsed(session, self.chat_id, parsed, self.tagger.tags())
-            self._statistics.grew(session, len(stored.new_posts) + len(stored.newly_collected))
-            questions: dict[int, str] | None = None
-            if tagged.asked:
-                chat = get_chat(session, self.slug)
-                record_question_posts(session, chat, self.tagger.question_posts())
-                questions = {q.number: q.text for q in chat.questions}
+            stored, questions = store_batch(
+                session,
+                self._statistics,
+                self.chat_id,
+                parsed,
+                tagger.tags(),
+                tagger.question_posts() if tagged.asked else None,
+                _source_counts(batches),
+            )
             # The store keeps the largest metrics of every copy seen, context copies included:
             # newly collected posts enter the live figures with those.
             metrics = {record.id: stored.metrics[record.id] for record in stored.newly_collected}
@@ -699,7 +702,6 @@ class ChatRuntime:
             )
             save_copies(session, self.chat_id, copies)
             save_tags(session, self.chat_id, retags)
-            save_sources(session, self.chat_id, _source_counts(batches), datetime.now(UTC))
         # After the commit only: a failed write leaves the set as the database has it.
         self.collected.update(record.id for record in stored.newly_collected)
         return result

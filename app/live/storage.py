@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import pickle
 import traceback
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ from app.db.models import Chat, SourceState
 from app.db.statistics import Statistics
 from app.ingest.crossposts import save_copies
 from app.ingest.parse import Parsed, parse_object
-from app.ingest.store import Metrics, save_tags, store_parsed
+from app.ingest.store import Metrics, StoreResult, save_tags, store_parsed
 from app.ingest.tagger import Method, Tag
 from app.ingest.tagging import record_question_posts
 from app.process import tune_gc
@@ -142,17 +143,36 @@ def run_job(
     else:
         parsed = job.parsed or Parsed()
     chosen = {post_id: tag(t) for post_id, t in job.tags.items()}
-    stored = store_parsed(session, job.chat_id, parsed, chosen)
-    statistics.grew(session, len(stored.new_posts) + len(stored.newly_collected))
-    questions = None
-    if job.question_posts is not None:
-        chat = session.get(Chat, job.chat_id)
-        assert chat is not None
-        record_question_posts(session, chat, job.question_posts)
-        questions = {q.number: q.text for q in chat.questions}
-    save_sources(session, job.chat_id, job.sources, datetime.now(UTC))
+    stored, questions = store_batch(
+        session, statistics, job.chat_id, parsed, chosen, job.question_posts, job.sources
+    )
     newly = [record.id for record in stored.newly_collected]
     return Stored(newly, {i: stored.metrics[i] for i in newly}, stored.persons, questions)
+
+
+def store_batch(
+    session: Session,
+    statistics: Statistics,
+    chat_id: int,
+    parsed: Parsed,
+    tags: Mapping[str, Tag],
+    question_posts: Mapping[int, tuple[str, datetime]] | None,
+    sources: list[SourceCounts],
+) -> tuple[StoreResult, dict[int, str] | None]:
+    """A batch's write, in one process or in the storage process (the caller commits): the
+    posts with their tags, PostgreSQL's statistics kept up, the host's question posts if they
+    changed, the sources' positions and counts. Returns what was stored and, if the question
+    posts changed, the run of show's questions."""
+    stored = store_parsed(session, chat_id, parsed, tags)
+    statistics.grew(session, len(stored.new_posts) + len(stored.newly_collected))
+    questions = None
+    if question_posts is not None:
+        chat = session.get(Chat, chat_id)
+        assert chat is not None
+        record_question_posts(session, chat, question_posts)
+        questions = {q.number: q.text for q in chat.questions}
+    save_sources(session, chat_id, sources, datetime.now(UTC))
+    return stored, questions
 
 
 def serve(url: str, conn: Connection) -> None:
